@@ -1,0 +1,551 @@
+"""The dashboard: one screen with Instances, Runs, Checkpoints, Costs, the metrics strip and the
+live log of the selected run. Blocking work runs in workers and reports back by message."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from app.logfollow import DisplayLines, follow_local_file, tail_start
+from app.oplog import OperationLog
+from app.run_metrics import RunMetrics
+from app.runs import EARLY_FAILURE_S, AlreadyRunning, RunService, tail_lines
+from app.screens.info import EventsScreen, HelpScreen
+from app.screens.launch import LaunchRequest, LaunchScreen
+from app.settings import Settings
+from app.store import Run, RunStore
+from providers.base import Instance, ProviderError
+from widgets.checkpoints_table import CheckpointsTable
+from widgets.confirm_modal import ConfirmModal
+from widgets.costs_panel import CostsTable
+from widgets.filterable_table import FilterableTable
+from widgets.instances_table import InstancesTable
+from widgets.metrics_strip import MetricsStrip
+from widgets.run_log import RunLog
+from widgets.runs_table import RunsTable
+
+TAIL_BYTES = 4 << 20  # the log view opens on the last 4 MB, never the whole file
+DESTRUCTIVE_ACTIONS = {"stop_run", "cleanup_checkpoints"}
+
+
+class RunsRefreshed(Message):
+    def __init__(self, instance_key: str, runs: list[Run]) -> None:
+        super().__init__()
+        self.instance_key = instance_key
+        self.runs = runs
+
+
+class InstancesRefreshed(Message):
+    def __init__(self, instances: list[Instance]) -> None:
+        super().__init__()
+        self.instances = instances
+
+
+class CheckpointsListed(Message):
+    def __init__(self, run_id: str, infos: list, best_path: str | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.infos = infos
+        self.best_path = best_path
+
+
+class RunctlApp(App[int]):
+    TITLE = "runctl-tui"
+    CSS_PATH = "app.tcss"
+
+    BINDINGS = [
+        Binding("t", "train", "Train", id="run.train"),
+        Binding("s", "stop_run", "Stop run", id="run.stop"),
+        Binding("r", "resume", "Resume", id="checkpoint.resume"),
+        Binding("e", "events", "Events", id="app.events"),
+        Binding("g", "refresh_now", "Refresh", id="app.refresh"),
+        Binding("f", "toggle_follow", "Follow", id="log.follow"),
+        Binding("slash", "filter", "Filter", id="table.filter"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        project_root: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.project_root = project_root.resolve()
+        self.clock = clock
+        self.store = RunStore(settings.store_path)
+        self.oplog = OperationLog(settings.oplog_path, debug=settings.debug)
+        self.service = RunService(settings, self.store, self.oplog, self.project_root)
+        self.instances: dict[str, Instance] = {}
+        self.selected_instance_key: str | None = None
+        self.selected_run_id: str | None = None
+        self.run_metrics = RunMetrics(settings.logs.extra_patterns)
+        self.stopping: set[str] = set()
+        self._base_sub_title = f"{self.project_root}" + (
+            "  [read-only]" if settings.read_only else ""
+        )
+        self.sub_title = self._base_sub_title
+        self._announced_failures: set[str] = set()
+
+    # -- layout ------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield InstancesTable(id="instances")
+                yield RunsTable(id="runs")
+                with TabbedContent(id="lower-tabs"):
+                    with TabPane("Checkpoints", id="tab-checkpoints"):
+                        yield CheckpointsTable(id="checkpoints")
+                    with TabPane("Costs", id="tab-costs"):
+                        yield CostsTable(id="costs")
+            with Vertical(id="right"):
+                yield MetricsStrip(id="metrics")
+                yield RunLog(max_lines=self.settings.logs.max_lines, id="log")
+        yield Input(
+            placeholder="filter the focused table — enter keeps it, escape clears it", id="filter"
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#instances").border_title = "Instances"
+        self.query_one("#runs").border_title = "Runs"
+        self.query_one("#log").border_title = "Log"
+        self.query_one(RunsTable).checkpoint_warn_s = self.settings.checkpoints.stale_minutes * 60
+        self.query_one(MetricsStrip).show(None)
+        local = self.service.local.list_instances()
+        self._show_instances(local)
+        self.query_one(InstancesTable).focus()
+        self.refresh_runs()
+
+    # -- instances ---------------------------------------------------------------------------------
+    def _show_instances(self, instances: list[Instance]) -> None:
+        self.instances = {f"{i.provider}:{i.id}": i for i in instances}
+        self.query_one(InstancesTable).show_instances(instances)
+        self.query_one(CostsTable).show_costs(instances)
+        if self.selected_instance_key not in self.instances and instances:
+            self.selected_instance_key = next(iter(self.instances))
+
+    @on(InstancesTable.Selected)
+    def instance_selected(self, event: InstancesTable.Selected) -> None:
+        key = f"{event.instance.provider}:{event.instance.id}"
+        if key != self.selected_instance_key:
+            self.selected_instance_key = key
+            self.selected_run_id = None
+            self.refresh_runs()
+
+    @property
+    def selected_instance(self) -> Instance | None:
+        return self.instances.get(self.selected_instance_key or "")
+
+    # -- runs: a self-rescheduling refresh ---------------------------------------------------------
+    @work(thread=True, exclusive=True, group="refresh-runs", exit_on_error=False)
+    def refresh_runs(self) -> None:
+        instance = self.selected_instance
+        if instance is None:
+            return
+        try:
+            runs = self.service.refresh(instance)
+        except ProviderError as err:
+            self.call_from_thread(
+                self.notify, str(err), title="Refreshing runs failed", severity="error"
+            )
+            runs = self.store.runs(instance.provider, instance.id)
+        finally:
+            if not get_current_worker().is_cancelled:
+                self.call_from_thread(self._schedule_refresh)
+        self.post_message(RunsRefreshed(f"{instance.provider}:{instance.id}", runs))
+
+    def _schedule_refresh(self) -> None:
+        self.set_timer(self.settings.ui.refresh_s, self._refresh_tick, name="refresh-runs")
+
+    def _refresh_tick(self) -> None:
+        if isinstance(self.screen, Screen) and self.screen.is_modal:
+            self._schedule_refresh()  # no point refreshing under a dialog; look again later
+            return
+        self.refresh_runs()
+
+    @on(RunsRefreshed)
+    def runs_refreshed(self, event: RunsRefreshed) -> None:
+        if event.instance_key != self.selected_instance_key:
+            return
+        table = self.query_one(RunsTable)
+        table.show_runs(event.runs, now=self.clock())
+        self._announce_early_failures(event.runs)
+        if self.selected_run_id is None and event.runs:
+            first = sorted(event.runs, key=lambda r: (not r.active, -r.started_at))[0]
+            self._select_run(first)
+        elif self.selected_run_id is not None:
+            run = table.runs.get(self.selected_run_id)
+            if run is not None:
+                self._update_log_title(run)
+
+    def _announce_early_failures(self, runs: list[Run]) -> None:
+        for run in runs:
+            if (
+                run.status == "failed"
+                and run.id not in self._announced_failures
+                and run.ended_at is not None
+                and run.ended_at - run.started_at <= EARLY_FAILURE_S
+                and self.clock() - run.ended_at < 60
+            ):
+                self._announced_failures.add(run.id)
+                last = "\n".join(tail_lines(run.log_path, 6)) or "(no output)"
+                self.notify(
+                    f"{run.script} exited {run.exit_code} after "
+                    f"{run.ended_at - run.started_at:.1f} s:\n{last}",
+                    title=f"Run {run.id} failed",
+                    severity="error",
+                    timeout=20,
+                )
+
+    @on(RunsTable.Selected)
+    def run_selected(self, event: RunsTable.Selected) -> None:
+        if event.run.id != self.selected_run_id:
+            self._select_run(event.run)
+
+    def _select_run(self, run: Run) -> None:
+        self.selected_run_id = run.id
+        self._update_log_title(run)
+        self.run_metrics = RunMetrics(self.settings.logs.extra_patterns)
+        self.query_one(MetricsStrip).show(None)
+        self.query_one(RunLog).replace_lines([])
+        self.follow_log(run)
+        self.list_checkpoints(run)
+
+    def _update_log_title(self, run: Run) -> None:
+        log = self.query_one(RunLog)
+        log.border_title = f"Log — {run.id} {run.script} [{run.status}]"
+        log.border_subtitle = run.log_path
+
+    @property
+    def selected_run(self) -> Run | None:
+        return self.query_one(RunsTable).runs.get(self.selected_run_id or "")
+
+    # -- the log: followed by offset, in batches ---------------------------------------------------
+    @work(exclusive=True, group="follow-log", exit_on_error=False)
+    async def follow_log(self, run: Run) -> None:
+        if run.provider != "local":
+            self.query_one(RunLog).replace_lines(
+                [f"(logs of {run.provider} runs are not shown yet)"]
+            )
+            return
+        log = self.query_one(RunLog)
+        strip = self.query_one(MetricsStrip)
+        display = DisplayLines()
+        metrics = self.run_metrics
+        start = await asyncio.to_thread(tail_start, run.log_path, TAIL_BYTES)
+        if start > 0:
+            log.append_lines([f"… {start / 1e6:.1f} MB of earlier output not shown …"])
+            await asyncio.to_thread(self._parse_history, metrics, run.log_path, start)
+        batch_s = self.settings.logs.batch_ms / 1000
+        last_store_write = 0.0
+        async for chunk in follow_local_file(run.log_path, start, batch_s=batch_s):
+            if chunk.reset:
+                display.reset()
+                metrics.reset()
+                log.replace_lines(
+                    ["… the log was truncated or replaced; following it from its start …"]
+                )
+                continue
+            lines = await asyncio.to_thread(self._digest_chunk, display, metrics, chunk.data)
+            log.append_lines(lines)
+            summary = metrics.summary(self.clock())
+            strip.show(summary, now=self.clock())
+            if summary is not None and self.clock() - last_store_write > 5:
+                last_store_write = self.clock()
+                self.service.record_progress(
+                    run.id,
+                    last_epoch=summary.epoch,
+                    total_epochs=summary.total_epochs,
+                    last_step=summary.step,
+                    last_loss=summary.loss,
+                )
+
+    def _digest_chunk(self, display: DisplayLines, metrics: RunMetrics, data: bytes) -> list[str]:
+        lines, text = display.feed(data)
+        metrics.feed(text, self.clock())
+        return lines
+
+    def _parse_history(self, metrics: RunMetrics, path: str, end: int) -> None:
+        """Metrics from the part of the log the view does not show, read in blocks."""
+        with open(path, "rb") as handle:
+            read = 0
+            while read < end:
+                block = handle.read(min(8 << 20, end - read))
+                if not block:
+                    break
+                read += len(block)
+                metrics.feed(block.decode("utf-8", "replace"), self.clock())
+
+    def action_toggle_follow(self) -> None:
+        log = self.query_one(RunLog)
+        log.auto_scroll = not log.auto_scroll
+        if log.auto_scroll:
+            log.scroll_end(animate=False)
+        self.notify("Following the log" if log.auto_scroll else "Stopped following the log")
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="checkpoints", exit_on_error=False)
+    def list_checkpoints(self, run: Run) -> None:
+        from app.checkpoints import list_checkpoints, pick_best
+
+        infos = list_checkpoints(run.checkpoint_dir, self.settings.checkpoints.globs)
+        best = pick_best(infos)
+        self.post_message(CheckpointsListed(run.id, infos, best.path if best else None))
+
+    @on(CheckpointsListed)
+    def checkpoints_listed(self, event: CheckpointsListed) -> None:
+        if event.run_id != self.selected_run_id:
+            return
+        self.query_one(CheckpointsTable).show_checkpoints(
+            event.infos, event.best_path, self.clock()
+        )
+        tabs = self.query_one("#lower-tabs", TabbedContent)
+        tabs.get_tab("tab-checkpoints").label = f"Checkpoints ({len(event.infos)})"
+
+    # -- launching ---------------------------------------------------------------------------------
+    def action_train(self) -> None:
+        self._open_launch_dialog()
+
+    def _open_launch_dialog(
+        self,
+        script: str | None = None,
+        args: str | None = None,
+        parent_run_id: str | None = None,
+        parent_checkpoint: str | None = None,
+    ) -> None:
+        remembered = self.store.launch_defaults(str(self.project_root))
+        default_script = self.settings.train.default_script
+        if not (self.project_root / default_script).is_file():
+            default_script = ""
+        choices = [
+            (f"{i.provider}: {i.name or i.id} ({i.id})", key) for key, i in self.instances.items()
+        ]
+        screen = LaunchScreen(
+            self.project_root,
+            choices,
+            self._check_launch,
+            script=script if script is not None else remembered.get("script", default_script),
+            args=args if args is not None else remembered.get("args", ""),
+            instance_key=self.selected_instance_key,
+            parent_run_id=parent_run_id,
+            parent_checkpoint=parent_checkpoint,
+        )
+        self.push_screen(screen, self._launch_dialog_closed)
+
+    def _check_launch(
+        self, script: str, args: list[str], instance_key: str
+    ) -> tuple[list[str], str]:
+        instance = self.instances[instance_key]
+        problems = self.service.preflight(script, instance)
+        if problems:
+            return problems, ""
+        return [], self.service.plan(script, args, instance).describe()
+
+    def _launch_dialog_closed(self, request: LaunchRequest | None) -> None:
+        if request is not None:
+            self.store.remember_launch(
+                str(self.project_root),
+                request.script,
+                shlex.join(request.args),
+                request.instance_key,
+            )
+            self.launch_run(request, force=False)
+
+    @work(thread=True, group="launch", exit_on_error=False)
+    def launch_run(self, request: LaunchRequest, force: bool) -> None:
+        instance = self.instances[request.instance_key]
+        plan = self.service.plan(
+            request.script, request.args, instance, request.parent_run_id, request.parent_checkpoint
+        )
+        try:
+            run = self.service.launch(plan, force=force)
+        except AlreadyRunning as err:
+            self.call_from_thread(self._ask_start_anyway, request, str(err))
+            return
+        except ProviderError as err:
+            self.call_from_thread(
+                self.notify, str(err), title="Could not start the run", severity="error"
+            )
+            return
+        self.call_from_thread(self._run_started, run)
+
+    def _ask_start_anyway(self, request: LaunchRequest, message: str) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.launch_run(request, force=True)
+
+        self.push_screen(
+            ConfirmModal(
+                "A training is already running here", message, confirm_label="Start anyway"
+            ),
+            answered,
+        )
+
+    def _run_started(self, run: Run) -> None:
+        self.notify(f"{run.script} started as run {run.id}", title="Training started")
+        self.selected_run_id = None  # the refresh selects the newest (running) run
+        self.refresh_runs()
+
+    # -- stopping ----------------------------------------------------------------------------------
+    def action_stop_run(self) -> None:
+        run = self.selected_run
+        if run is None or not run.active:
+            self.notify("Select a running run to stop it.", severity="warning")
+            return
+        if run.id in self.stopping:
+            self.notify(f"Run {run.id} is already stopping.", severity="warning")
+            return
+        grace = self.settings.train.stop_grace_s
+        body = (
+            f"Run {run.id}: {run.script} {shlex.join(run.args)}\n"
+            f"on {run.provider} {run.host}, started {time.strftime('%H:%M:%S', time.localtime(run.started_at))}\n\n"
+            f"Sends SIGTERM to its process group, waits up to {grace:g} s for it to save and exit, "
+            "then SIGKILL. The run stays in the history with its exit code."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.stopping.add(run.id)
+                self.stop_run(run)
+
+        self.push_screen(
+            ConfirmModal(f"Stop run {run.id}?", body, confirm_label="Stop run"), answered
+        )
+
+    @work(thread=True, group="stop", exit_on_error=False)
+    def stop_run(self, run: Run) -> None:
+        def tick(left: float) -> None:
+            self.call_from_thread(self._show_countdown, run, left)
+
+        try:
+            stopped = self.service.stop(run, on_tick=tick)
+        except ProviderError as err:
+            self.call_from_thread(
+                self.notify, str(err), title=f"Stopping {run.id} failed", severity="error"
+            )
+            return
+        finally:
+            self.call_from_thread(self._countdown_done, run)
+        self.call_from_thread(
+            self.notify,
+            f"Run {run.id} is {stopped.status} (exit code {stopped.exit_code}).",
+            title="Run stopped",
+        )
+        self.call_from_thread(self.refresh_runs)
+
+    def _show_countdown(self, run: Run, left: float) -> None:
+        self.sub_title = f"stopping {run.id}: SIGKILL in {left:.0f} s unless it exits"
+        table = self.query_one(RunsTable)
+        table.stop_countdowns[run.id] = left
+        if run.id in table.runs:
+            table.show_runs(list(table.runs.values()), now=self.clock())
+
+    def _countdown_done(self, run: Run) -> None:
+        self.query_one(RunsTable).stop_countdowns.pop(run.id, None)
+        self.stopping.discard(run.id)
+        self.sub_title = self._base_sub_title
+
+    # -- resume & cleanup need the checkpoints service ---------------------------------------------
+    def action_resume(self) -> None:
+        checkpoint = self.query_one(CheckpointsTable).selected_checkpoint
+        run = self.selected_run
+        if checkpoint is None or run is None:
+            self.notify("Select a checkpoint of a run to resume from it.", severity="warning")
+            return
+        from app.checkpoints import resume_argv
+
+        args = resume_argv(run.args, self.settings.train.resume_args, checkpoint.path)
+        self._open_launch_dialog(
+            script=run.script,
+            args=shlex.join(args),
+            parent_run_id=run.id,
+            parent_checkpoint=checkpoint.path,
+        )
+
+    # -- general -----------------------------------------------------------------------------------
+    def action_refresh_now(self) -> None:
+        self.refresh_runs()
+        run = self.selected_run
+        if run is not None:
+            self.list_checkpoints(run)
+
+    def action_events(self) -> None:
+        self.push_screen(EventsScreen(lambda: list(self.oplog.recent)))
+
+    def action_help(self) -> None:
+        rows = [
+            (binding.key_display or binding.key, binding.description)
+            for binding in self.BINDINGS
+            if isinstance(binding, Binding) and self.check_action(binding.action, ()) is not False
+        ]
+        self.push_screen(HelpScreen(rows, self.settings.read_only))
+
+    def action_filter(self) -> None:
+        focused = self.focused
+        if not isinstance(focused, FilterableTable):
+            self.notify("Focus a table (tab) to filter it.", severity="warning")
+            return
+        self._filter_target = focused
+        box = self.query_one("#filter", Input)
+        box.value = focused.filter_text
+        box.add_class("-visible")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        target = getattr(self, "_filter_target", None)
+        if target is not None:
+            target.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self._close_filter(clear=False)
+
+    def _close_filter(self, clear: bool) -> None:
+        box = self.query_one("#filter", Input)
+        target = getattr(self, "_filter_target", None)
+        if clear and target is not None:
+            target.set_filter("")
+        box.remove_class("-visible")
+        if target is not None:
+            target.focus()
+
+    def on_key(self, event) -> None:
+        if event.key == "escape" and self.focused is self.query_one("#filter", Input):
+            event.stop()
+            self._close_filter(clear=True)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (self.settings.read_only and action in DESTRUCTIVE_ACTIONS)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if not isinstance(binding, Binding) or binding.action == "quit":
+                continue
+            if self.check_action(binding.action, ()) is False:
+                continue
+            yield SystemCommand(
+                binding.description,
+                f"{binding.description} ({binding.key})",
+                getattr(self, f"action_{binding.action}"),
+            )
+
+    def on_unmount(self) -> None:
+        self.store.close()

@@ -1,0 +1,54 @@
+"""Shared fixtures. Every test gets its own RUNCTL_HOME and XDG dirs, so no test ever reads or
+writes the real user's settings or state."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "train.py"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "runctl-home"
+    monkeypatch.setenv("RUNCTL_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    for name in list(os.environ):
+        if name.startswith("RUNCTL_") and name != "RUNCTL_HOME":
+            monkeypatch.delenv(name)
+    return home
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A small project with a .git dir, the example training in a subfolder, and a
+    runctl.toml that keeps stops short."""
+    root = tmp_path / "proj"
+    (root / ".git").mkdir(parents=True)
+    (root / "training").mkdir()
+    (root / "training" / "train.py").write_text(EXAMPLE.read_text())
+    (root / "runctl.toml").write_text("[train]\nstop_grace_s = 5\n")
+    return root
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; fail with a clear message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+PYTHON = sys.executable

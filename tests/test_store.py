@@ -1,0 +1,99 @@
+"""The run store: WAL, a schema version, and no lost writes with two processes at once."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from app.store import SCHEMA_VERSION, Run, RunStore, StoreError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_run(run_id: str, started: float = 1.0, status: str = "running") -> Run:
+    return Run(
+        id=run_id,
+        host="h",
+        provider="local",
+        instance_id="h",
+        project_root="/p",
+        script="training/train.py",
+        args=["--epochs", "5"],
+        started_at=started,
+        status=status,
+        run_dir=f"/runs/{run_id}",
+        checkpoint_dir=f"/runs/{run_id}/checkpoints",
+    )
+
+
+def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "s.db")
+    assert store.schema_version == SCHEMA_VERSION
+    mode = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_round_trip_and_lineage(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "s.db")
+    store.add_run(make_run("a", 1.0, "finished"))
+    resumed = make_run("b", 2.0)
+    resumed.parent_run_id, resumed.parent_checkpoint = (
+        "a",
+        "/runs/a/checkpoints/epoch-0002.ckpt.json",
+    )
+    store.add_run(resumed)
+    store.update_run("b", status="stopped", exit_code=0, last_loss=0.25)
+    got = store.get_run("b")
+    assert got.status == "stopped" and got.exit_code == 0 and got.last_loss == 0.25
+    assert got.parent_run_id == "a" and got.args == ["--epochs", "5"]
+    assert [r.id for r in store.runs()] == ["b", "a"]
+    assert [r.id for r in store.runs(statuses=["finished"])] == ["a"]
+
+
+def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    RunStore(tmp_path / "s.db").close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("UPDATE schema_info SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer runctl-tui"):
+        RunStore(tmp_path / "s.db")
+
+
+def test_corrupt_store_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "s.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        RunStore(tmp_path / "s.db")
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    writer = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, sys.argv[3])
+        from app.store import Run, RunStore
+        store = RunStore(Path(sys.argv[1]))
+        prefix = sys.argv[2]
+        for i in range(300):
+            store.add_run(Run(id=f"{prefix}{i}", host="h", provider="local", instance_id="h",
+                project_root="/p", script="s.py", args=[], started_at=float(i), status="running",
+                run_dir="/r", checkpoint_dir="/c"))
+            store.update_run(f"{prefix}{i}", status="finished", exit_code=0)
+        """
+    )
+    db = tmp_path / "shared.db"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", writer, str(db), prefix, str(REPO)])
+        for prefix in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    runs = RunStore(db).runs(limit=10_000)
+    assert len(runs) == 600
+    assert all(r.status == "finished" and r.exit_code == 0 for r in runs)
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
