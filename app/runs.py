@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import py_compile
 import shlex
 import shutil
 import socket
@@ -122,11 +121,13 @@ class RunService:
         if not path.is_file():
             return [f"script {relative} does not exist under {self.project_root}"]
         if path.suffix == ".py":
+            # compile() checks the syntax like py_compile without writing any bytecode file.
             try:
-                py_compile.compile(str(path), doraise=True, cfile=os.devnull)
-            except py_compile.PyCompileError as err:
-                message = str(err.exc_value) if err.exc_value else err.msg
-                problems.append(f"{relative} does not compile: {message.strip()}")
+                compile(path.read_bytes(), str(relative), "exec", dont_inherit=True)
+            except SyntaxError as err:
+                problems.append(f"{relative} does not compile: {err.msg} (line {err.lineno})")
+            except (ValueError, OSError) as err:
+                problems.append(f"{relative} cannot be read as Python: {err}")
         if instance.provider == LOCAL_PROVIDER:
             python = self.python_for(instance)
             if not (
@@ -227,6 +228,8 @@ class RunService:
             if run is None:
                 self._adopt(instance, protocol, run_id, state)
             elif run.status in ACTIVE_STATUSES:
+                if instance.provider == LOCAL_PROVIDER:
+                    self._record_local_progress(run)
                 self._apply_state(run, state)
         for run in known.values():
             if run.status in ACTIVE_STATUSES and run.id not in states:
@@ -234,6 +237,17 @@ class RunService:
                     run.id, status="lost", ended_at=time.time(), error="run directory is gone"
                 )
         return self.store.runs(instance.provider, instance.id)
+
+    def _record_local_progress(self, run: Run) -> None:
+        """Latest epoch/loss (from the log's tail) and newest checkpoint time of a live run,
+        so the Runs pane and `runctl-tui runs` show them for runs nobody is watching."""
+        from app.run_metrics import latest_progress
+
+        changes: dict[str, float | int | None] = dict(latest_progress(run.log_path))
+        newest = newest_mtime(run.checkpoint_dir)
+        if newest is not None:
+            changes["last_checkpoint_at"] = newest
+        self.record_progress(run.id, **changes)
 
     def _apply_state(self, run: Run, state: RunState) -> None:
         if state.alive:
@@ -347,6 +361,21 @@ def git_commit(project_root: Path) -> str | None:
     if done.returncode != 0:
         return None
     return done.stdout.strip() or None
+
+
+def newest_mtime(directory: str) -> float | None:
+    """Modification time of the newest entry of a local directory (None if empty/missing)."""
+    newest = None
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue  # temp files of a checkpoint being written
+                mtime = entry.stat().st_mtime
+                newest = mtime if newest is None else max(newest, mtime)
+    except OSError:
+        return None
+    return newest
 
 
 def _user() -> str:

@@ -4,6 +4,7 @@ live log of the selected run. Blocking work runs in workers and reports back by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import time
 from collections.abc import Callable, Iterable
@@ -13,6 +14,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
@@ -122,21 +124,31 @@ class RunctlApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#instances").border_title = "Instances"
-        self.query_one("#runs").border_title = "Runs"
-        self.query_one("#log").border_title = "Log"
-        self.query_one(RunsTable).checkpoint_warn_s = self.settings.checkpoints.stale_minutes * 60
-        self.query_one(MetricsStrip).show(None)
+        # Kept as attributes: `App.query_one` searches the top screen, which is a dialog
+        # whenever one is open, while workers keep reporting to these panes.
+        self.instances_table = self.query_one(InstancesTable)
+        self.runs_table = self.query_one(RunsTable)
+        self.checkpoints_table = self.query_one(CheckpointsTable)
+        self.costs_table = self.query_one(CostsTable)
+        self.metrics_strip = self.query_one(MetricsStrip)
+        self.run_log = self.query_one(RunLog)
+        self.filter_box = self.query_one("#filter", Input)
+        self.lower_tabs = self.query_one("#lower-tabs", TabbedContent)
+        self.instances_table.border_title = "Instances"
+        self.runs_table.border_title = "Runs"
+        self.run_log.border_title = "Log"
+        self.runs_table.checkpoint_warn_s = self.settings.checkpoints.stale_minutes * 60
+        self.metrics_strip.show(None)
         local = self.service.local.list_instances()
         self._show_instances(local)
-        self.query_one(InstancesTable).focus()
+        self.instances_table.focus()
         self.refresh_runs()
 
     # -- instances ---------------------------------------------------------------------------------
     def _show_instances(self, instances: list[Instance]) -> None:
         self.instances = {f"{i.provider}:{i.id}": i for i in instances}
-        self.query_one(InstancesTable).show_instances(instances)
-        self.query_one(CostsTable).show_costs(instances)
+        self.instances_table.show_instances(instances)
+        self.costs_table.show_costs(instances)
         if self.selected_instance_key not in self.instances and instances:
             self.selected_instance_key = next(iter(self.instances))
 
@@ -174,7 +186,7 @@ class RunctlApp(App[int]):
         self.set_timer(self.settings.ui.refresh_s, self._refresh_tick, name="refresh-runs")
 
     def _refresh_tick(self) -> None:
-        if isinstance(self.screen, Screen) and self.screen.is_modal:
+        if len(self.screen_stack) > 1:
             self._schedule_refresh()  # no point refreshing under a dialog; look again later
             return
         self.refresh_runs()
@@ -183,7 +195,7 @@ class RunctlApp(App[int]):
     def runs_refreshed(self, event: RunsRefreshed) -> None:
         if event.instance_key != self.selected_instance_key:
             return
-        table = self.query_one(RunsTable)
+        table = self.runs_table
         table.show_runs(event.runs, now=self.clock())
         self._announce_early_failures(event.runs)
         if self.selected_run_id is None and event.runs:
@@ -222,30 +234,29 @@ class RunctlApp(App[int]):
         self.selected_run_id = run.id
         self._update_log_title(run)
         self.run_metrics = RunMetrics(self.settings.logs.extra_patterns)
-        self.query_one(MetricsStrip).show(None)
-        self.query_one(RunLog).replace_lines([])
+        self.metrics_strip.show(None)
+        self.run_log.replace_lines([])
         self.follow_log(run)
         self.list_checkpoints(run)
+        self.watch_checkpoints(run)
 
     def _update_log_title(self, run: Run) -> None:
-        log = self.query_one(RunLog)
+        log = self.run_log
         log.border_title = f"Log — {run.id} {run.script} [{run.status}]"
         log.border_subtitle = run.log_path
 
     @property
     def selected_run(self) -> Run | None:
-        return self.query_one(RunsTable).runs.get(self.selected_run_id or "")
+        return self.runs_table.runs.get(self.selected_run_id or "")
 
     # -- the log: followed by offset, in batches ---------------------------------------------------
     @work(exclusive=True, group="follow-log", exit_on_error=False)
     async def follow_log(self, run: Run) -> None:
         if run.provider != "local":
-            self.query_one(RunLog).replace_lines(
-                [f"(logs of {run.provider} runs are not shown yet)"]
-            )
+            self.run_log.replace_lines([f"(logs of {run.provider} runs are not shown yet)"])
             return
-        log = self.query_one(RunLog)
-        strip = self.query_one(MetricsStrip)
+        log = self.run_log
+        strip = self.metrics_strip
         display = DisplayLines()
         metrics = self.run_metrics
         start = await asyncio.to_thread(tail_start, run.log_path, TAIL_BYTES)
@@ -293,7 +304,7 @@ class RunctlApp(App[int]):
                 metrics.feed(block.decode("utf-8", "replace"), self.clock())
 
     def action_toggle_follow(self) -> None:
-        log = self.query_one(RunLog)
+        log = self.run_log
         log.auto_scroll = not log.auto_scroll
         if log.auto_scroll:
             log.scroll_end(animate=False)
@@ -306,17 +317,31 @@ class RunctlApp(App[int]):
 
         infos = list_checkpoints(run.checkpoint_dir, self.settings.checkpoints.globs)
         best = pick_best(infos)
+        if infos:
+            newest = max(info.mtime for info in infos)
+            if run.last_checkpoint_at != newest:
+                self.service.record_progress(run.id, last_checkpoint_at=newest)
         self.post_message(CheckpointsListed(run.id, infos, best.path if best else None))
+
+    @work(exclusive=True, group="watch-checkpoints", exit_on_error=False)
+    async def watch_checkpoints(self, run: Run) -> None:
+        """New checkpoints appear as the run writes them: watched, not polled."""
+        if run.provider != "local" or not run.active:
+            return
+        from watchfiles import awatch
+
+        directory = Path(run.checkpoint_dir)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        async for _changes in awatch(directory, debounce=300, step=50):
+            self.list_checkpoints(run)
 
     @on(CheckpointsListed)
     def checkpoints_listed(self, event: CheckpointsListed) -> None:
         if event.run_id != self.selected_run_id:
             return
-        self.query_one(CheckpointsTable).show_checkpoints(
-            event.infos, event.best_path, self.clock()
-        )
-        tabs = self.query_one("#lower-tabs", TabbedContent)
-        tabs.get_tab("tab-checkpoints").label = f"Checkpoints ({len(event.infos)})"
+        self.checkpoints_table.show_checkpoints(event.infos, event.best_path, self.clock())
+        with contextlib.suppress(NoMatches):  # the app may be closing
+            self.lower_tabs.get_tab("tab-checkpoints").label = f"Checkpoints ({len(event.infos)})"
 
     # -- launching ---------------------------------------------------------------------------------
     def action_train(self) -> None:
@@ -451,19 +476,19 @@ class RunctlApp(App[int]):
 
     def _show_countdown(self, run: Run, left: float) -> None:
         self.sub_title = f"stopping {run.id}: SIGKILL in {left:.0f} s unless it exits"
-        table = self.query_one(RunsTable)
+        table = self.runs_table
         table.stop_countdowns[run.id] = left
         if run.id in table.runs:
             table.show_runs(list(table.runs.values()), now=self.clock())
 
     def _countdown_done(self, run: Run) -> None:
-        self.query_one(RunsTable).stop_countdowns.pop(run.id, None)
+        self.runs_table.stop_countdowns.pop(run.id, None)
         self.stopping.discard(run.id)
         self.sub_title = self._base_sub_title
 
     # -- resume & cleanup need the checkpoints service ---------------------------------------------
     def action_resume(self) -> None:
-        checkpoint = self.query_one(CheckpointsTable).selected_checkpoint
+        checkpoint = self.checkpoints_table.selected_checkpoint
         run = self.selected_run
         if checkpoint is None or run is None:
             self.notify("Select a checkpoint of a run to resume from it.", severity="warning")
@@ -490,7 +515,7 @@ class RunctlApp(App[int]):
 
     def action_help(self) -> None:
         rows = [
-            (binding.key_display or binding.key, binding.description)
+            (self.get_key_display(binding), binding.description)
             for binding in self.BINDINGS
             if isinstance(binding, Binding) and self.check_action(binding.action, ()) is not False
         ]
@@ -502,7 +527,7 @@ class RunctlApp(App[int]):
             self.notify("Focus a table (tab) to filter it.", severity="warning")
             return
         self._filter_target = focused
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.value = focused.filter_text
         box.add_class("-visible")
         box.focus()
@@ -518,7 +543,7 @@ class RunctlApp(App[int]):
         self._close_filter(clear=False)
 
     def _close_filter(self, clear: bool) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         target = getattr(self, "_filter_target", None)
         if clear and target is not None:
             target.set_filter("")
@@ -527,7 +552,7 @@ class RunctlApp(App[int]):
             target.focus()
 
     def on_key(self, event) -> None:
-        if event.key == "escape" and self.focused is self.query_one("#filter", Input):
+        if event.key == "escape" and self.focused is self.filter_box:
             event.stop()
             self._close_filter(clear=True)
 

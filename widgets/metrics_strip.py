@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Sparkline, Static
 
 from widgets.formatting import duration, number
@@ -17,25 +17,31 @@ from widgets.formatting import duration, number
 TREND_ARROWS = {"down": ("↓", "green"), "up": ("↑", "red"), "flat": ("→", "yellow")}
 
 
-class MetricsStrip(Horizontal):
+class MetricsStrip(Vertical):
     DEFAULT_CSS = """
     MetricsStrip {
-        height: 3;
+        height: 4;
         padding: 0 1;
         border: round $primary 50%;
     }
-    MetricsStrip #epoch-label { width: 14; content-align: left middle; }
-    MetricsStrip ProgressBar { width: 26; }
+    MetricsStrip > Horizontal { height: 1; }
+    MetricsStrip #epoch-label { width: 16; }
+    MetricsStrip ProgressBar { width: 1fr; }
+    MetricsStrip ProgressBar Bar { width: 1fr; }
+    MetricsStrip #eta-text { width: 26; margin-left: 1; text-align: right; }
     MetricsStrip #metrics-text { width: 1fr; }
-    MetricsStrip Sparkline { width: 24; height: 1; margin-left: 1; }
-    MetricsStrip.-warning { border: round $warning; }
+    MetricsStrip Sparkline { width: 16; height: 1; margin-left: 1; }
+    MetricsStrip.-warning { border: round $error; }
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("Epoch —", id="epoch-label")
-        yield ProgressBar(total=None, show_eta=False, id="epoch-bar")
-        yield Static("no run selected", id="metrics-text")
-        yield Sparkline([], id="loss-spark")
+        with Horizontal():
+            yield Static("Epoch —", id="epoch-label")
+            yield ProgressBar(total=None, show_eta=False, id="epoch-bar")
+            yield Static("", id="eta-text")
+        with Horizontal():
+            yield Static("no run selected", id="metrics-text")
+            yield Sparkline([], id="loss-spark")
 
     def show(self, summary: Any | None, now: float | None = None) -> None:
         """`summary` has epoch, total_epochs, step, total_steps, loss, loss_trend, val_loss,
@@ -43,11 +49,13 @@ class MetricsStrip(Horizontal):
         label = self.query_one("#epoch-label", Static)
         bar = self.query_one("#epoch-bar", ProgressBar)
         text = self.query_one("#metrics-text", Static)
+        eta_text = self.query_one("#eta-text", Static)
         spark = self.query_one("#loss-spark", Sparkline)
         if summary is None:
             label.update("Epoch —")
             bar.update(total=None, progress=0)
             text.update("waiting for metrics in the log…")
+            eta_text.update("")
             spark.data = []
             self.set_class(False, "-warning")
             return

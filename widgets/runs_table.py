@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.message import Message
 
 from widgets.filterable_table import FilterableTable
-from widgets.formatting import age, duration, number
+from widgets.formatting import duration, number
 from widgets.row_types import RunLike as Run
 
 STATUS_STYLES = {
@@ -36,7 +36,7 @@ class RunsTable(FilterableTable):
         self.checkpoint_warn_s: float = 3600.0
 
     def on_mount(self) -> None:
-        self.add_columns("Run", "Script", "Status", "Exit", "Time", "Epoch", "Loss", "Last ckpt")
+        self.add_columns("Run", "Script", "Status", "Took", "Epoch", "Loss", "Ckpt")
 
     def show_runs(self, runs: Sequence[Run], now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -45,6 +45,8 @@ class RunsTable(FilterableTable):
         rows = []
         for run in ordered:
             status = Text(run.status, style=STATUS_STYLES.get(run.status, ""))
+            if run.exit_code is not None:
+                status.append(f" {run.exit_code}", style="dim")
             if run.id in self.stop_countdowns:
                 status.append(f" {self.stop_countdowns[run.id]:.0f}s", style="bold yellow")
             end = run.ended_at if run.ended_at is not None else now
@@ -52,7 +54,7 @@ class RunsTable(FilterableTable):
             if run.last_epoch is not None:
                 epoch = f"{run.last_epoch:g}" + (f"/{run.total_epochs}" if run.total_epochs else "")
             script = run.script + (" ↻" if run.parent_run_id else "")
-            ckpt = Text(age(now - run.last_checkpoint_at) if run.last_checkpoint_at else "—")
+            ckpt = Text(duration(now - run.last_checkpoint_at) if run.last_checkpoint_at else "—")
             if (
                 run.active
                 and now - (run.last_checkpoint_at or run.started_at) > self.checkpoint_warn_s
@@ -63,10 +65,9 @@ class RunsTable(FilterableTable):
                 (
                     run.id,
                     [
-                        run.id,
+                        short_run_id(run.id),
                         script,
                         status,
-                        "" if run.exit_code is None else str(run.exit_code),
                         duration(end - run.started_at),
                         epoch,
                         number(run.last_loss),
@@ -86,3 +87,11 @@ class RunsTable(FilterableTable):
         run = self.runs.get(event.row_key.value) if event.row_key else None
         if run is not None:
             self.post_message(self.Selected(run))
+
+
+def short_run_id(run_id: str) -> str:
+    """`20261123-053759-7758b5` -> `05:37 7758b5`: the time and the unique part."""
+    parts = run_id.split("-")
+    if len(parts) == 3 and len(parts[1]) == 6:
+        return f"{parts[1][:2]}:{parts[1][2:4]} {parts[2]}"
+    return run_id
