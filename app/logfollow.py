@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 CONTROL_BYTES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Anything that needs per-line cleaning: \r, escapes, backspaces, other control bytes.
+NEEDS_CLEANING = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 MAX_DISPLAY_CHARS = 10_000
 
 
@@ -56,7 +58,22 @@ class DisplayLines:
             # state now and drop the rest, so memory stays bounded.
             pieces.append(self._partial)
             self._partial = ""
+        # One scan of the whole batch decides whether any line needs cleaning: plain output
+        # (the common case) then costs no per-line regex work at all.
+        if NEEDS_CLEANING.search(text) is None and not self._partial_was_dirty(pieces):
+            if any(len(line) > self.max_chars for line in pieces):
+                pieces = [self._cut(line) for line in pieces]
+            return pieces, text
         return [self.clean(line) for line in pieces], text
+
+    def _partial_was_dirty(self, pieces: list[str]) -> bool:
+        # The first piece began in an earlier batch, which may have held a \r or an escape.
+        return bool(pieces) and NEEDS_CLEANING.search(pieces[0]) is not None
+
+    def _cut(self, line: str) -> str:
+        if len(line) > self.max_chars:
+            return f"{line[: self.max_chars]} … [{len(line) - self.max_chars:,} more characters]"
+        return line
 
     def clean(self, line: str) -> str:
         if "\r" in line:
@@ -68,9 +85,7 @@ class DisplayLines:
         if "\b" in line:
             line = _apply_backspaces(line)
         line = CONTROL_BYTES.sub("", line)
-        if len(line) > self.max_chars:
-            line = f"{line[: self.max_chars]} … [{len(line) - self.max_chars:,} more characters]"
-        return line
+        return self._cut(line)
 
 
 def _apply_backspaces(line: str) -> str:

@@ -1,0 +1,115 @@
+"""End to end, as a person uses it: the real `runctl-tui` command in tmux, keys typed with
+send-keys, the screen read with capture-pane."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent / "runctl-tui"
+
+
+class TmuxSession:
+    def __init__(self, cwd: Path, env: dict[str, str], width: int = 120, height: int = 36) -> None:
+        self.socket = f"runctl-e2e-{uuid.uuid4().hex[:8]}"
+        self.name = "e2e"
+        env_args = [f"{k}={v}" for k, v in env.items()]
+        self._tmux(
+            "new-session",
+            "-d",
+            "-s",
+            self.name,
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            "-c",
+            str(cwd),
+            "env",
+            *env_args,
+            str(BIN),
+        )
+
+    def _tmux(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30
+        )
+        return done.stdout
+
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", self.name, *keys)
+
+    def type(self, text: str) -> None:
+        self._tmux("send-keys", "-t", self.name, "-l", text)
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", self.name)
+
+    def alive(self) -> bool:
+        return self.name in self._tmux("list-sessions", "-F", "#{session_name}")
+
+    def wait_for(self, what: str | Callable[[str], bool], timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        check = (lambda s: what in s) if isinstance(what, str) else what
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if check(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"screen never showed {what!r}; last screen:\n{self.screen()}")
+
+    def kill(self) -> None:
+        self._tmux("kill-server")
+
+
+@pytest.fixture
+def tmux_app(project: Path, isolated_home: Path):
+    assert shutil.which("tmux"), "tmux is required (the README test command installs it)"
+    assert BIN.exists(), f"{BIN} missing: install the package (pip install -e '.[test]')"
+    (project / "runctl.toml").write_text(
+        '[train]\nstop_grace_s = 10\ndefault_script = "training/train.py"\n'
+    )
+    env = {
+        "RUNCTL_HOME": str(isolated_home),
+        "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"],
+        "TERM": "xterm-256color",
+        "PATH": os.environ.get("PATH", ""),
+    }
+    session = TmuxSession(project, env)
+    yield session
+    session.kill()
+
+
+def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) -> None:
+    tmux_app.wait_for("Instances")
+    tmux_app.wait_for("this machine")
+    tmux_app.keys("t")
+    tmux_app.wait_for("Start training")
+    tmux_app.keys("Tab")  # script is prefilled from runctl.toml; move to the arguments
+    tmux_app.type("--step-delay 0.03 --epochs 50")
+    tmux_app.keys("Enter")
+    screen = tmux_app.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
+    assert "running" in screen
+    tmux_app.wait_for(lambda s: re.search(r"loss 0\.\d+", s) is not None)  # the metrics strip
+
+    tmux_app.keys("s")
+    screen = tmux_app.wait_for("Stop run")
+    assert "SIGTERM" in screen
+    tmux_app.keys("y")
+    tmux_app.wait_for("Received SIGTERM", timeout=30)
+    tmux_app.wait_for(lambda s: "stopped 0" in s, timeout=30)
+
+    tmux_app.keys("q")
+    deadline = time.monotonic() + 15
+    while tmux_app.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not tmux_app.alive(), "runctl-tui did not quit on q"
