@@ -146,9 +146,11 @@ class RunService:
         parent_run_id: str | None = None,
         parent_checkpoint: str | None = None,
         now: float | None = None,
+        run_id: str | None = None,
     ) -> LaunchPlan:
+        """`run_id` is for dry runs, which show a placeholder: the real id is made at start."""
         relative = script_relative_path(self.project_root, script)
-        run_id = new_run_id(now)
+        run_id = run_id or new_run_id(now)
         run_dir = f"{self.runs_root_for(instance)}/{run_id}"
         started = time.time() if now is None else now
         argv = [self.python_for(instance), relative, *args]

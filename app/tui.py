@@ -18,7 +18,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.logfollow import DisplayLines, follow_local_file, tail_start
 from app.oplog import OperationLog
@@ -39,6 +39,7 @@ from widgets.run_log import RunLog
 from widgets.runs_table import RunsTable
 
 TAIL_BYTES = 4 << 20  # the log view opens on the last 4 MB, never the whole file
+DRY_RUN_ID = "<new-run-id>"
 DESTRUCTIVE_ACTIONS = {"stop_run", "cleanup_checkpoints"}
 
 
@@ -165,7 +166,13 @@ class RunctlApp(App[int]):
         return self.instances.get(self.selected_instance_key or "")
 
     # -- runs: a self-rescheduling refresh ---------------------------------------------------------
-    @work(thread=True, exclusive=True, group="refresh-runs", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="refresh-runs",
+        exit_on_error=False,
+        description="Refreshing runs",
+    )
     def refresh_runs(self) -> None:
         instance = self.selected_instance
         if instance is None:
@@ -250,7 +257,7 @@ class RunctlApp(App[int]):
         return self.runs_table.runs.get(self.selected_run_id or "")
 
     # -- the log: followed by offset, in batches ---------------------------------------------------
-    @work(exclusive=True, group="follow-log", exit_on_error=False)
+    @work(exclusive=True, group="follow-log", exit_on_error=False, description="Following the log")
     async def follow_log(self, run: Run) -> None:
         if run.provider != "local":
             self.run_log.replace_lines([f"(logs of {run.provider} runs are not shown yet)"])
@@ -311,7 +318,13 @@ class RunctlApp(App[int]):
         self.notify("Following the log" if log.auto_scroll else "Stopped following the log")
 
     # -- checkpoints -------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="checkpoints", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="checkpoints",
+        exit_on_error=False,
+        description="Listing checkpoints",
+    )
     def list_checkpoints(self, run: Run) -> None:
         from app.checkpoints import list_checkpoints, pick_best
 
@@ -323,7 +336,12 @@ class RunctlApp(App[int]):
                 self.service.record_progress(run.id, last_checkpoint_at=newest)
         self.post_message(CheckpointsListed(run.id, infos, best.path if best else None))
 
-    @work(exclusive=True, group="watch-checkpoints", exit_on_error=False)
+    @work(
+        exclusive=True,
+        group="watch-checkpoints",
+        exit_on_error=False,
+        description="Watching for new checkpoints",
+    )
     async def watch_checkpoints(self, run: Run) -> None:
         """New checkpoints appear as the run writes them: watched, not polled."""
         if run.provider != "local" or not run.active:
@@ -380,7 +398,8 @@ class RunctlApp(App[int]):
         problems = self.service.preflight(script, instance)
         if problems:
             return problems, ""
-        return [], self.service.plan(script, args, instance).describe()
+        plan = self.service.plan(script, args, instance, run_id=DRY_RUN_ID)
+        return [], plan.describe()
 
     def _launch_dialog_closed(self, request: LaunchRequest | None) -> None:
         if request is not None:
@@ -392,7 +411,7 @@ class RunctlApp(App[int]):
             )
             self.launch_run(request, force=False)
 
-    @work(thread=True, group="launch", exit_on_error=False)
+    @work(thread=True, group="launch", exit_on_error=False, description="Starting the run")
     def launch_run(self, request: LaunchRequest, force: bool) -> None:
         instance = self.instances[request.instance_key]
         plan = self.service.plan(
@@ -453,7 +472,7 @@ class RunctlApp(App[int]):
             ConfirmModal(f"Stop run {run.id}?", body, confirm_label="Stop run"), answered
         )
 
-    @work(thread=True, group="stop", exit_on_error=False)
+    @work(thread=True, group="stop", exit_on_error=False, description="Stopping the run")
     def stop_run(self, run: Run) -> None:
         def tick(left: float) -> None:
             self.call_from_thread(self._show_countdown, run, left)
@@ -571,6 +590,24 @@ class RunctlApp(App[int]):
                 f"{binding.description} ({binding.key})",
                 getattr(self, f"action_{binding.action}"),
             )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The safety net: a worker that fails unexpectedly becomes a notification and an
+        entry in the operations log — never a traceback, never a dead dashboard."""
+        if event.state != WorkerState.ERROR:
+            return
+        worker = event.worker
+        error = worker.error
+        message = f"{type(error).__name__}: {error}" if error else "unknown error"
+        # The description names the work; a worker's own name would spell out its arguments.
+        what = worker.description if worker.group else "A background task"
+        self.oplog.record(worker.group or "worker", what, "error", message[:2000])
+        self.notify(
+            f"{what} failed: {message[:300]}\nDetails are in the Events view (e).",
+            title="Something went wrong",
+            severity="error",
+            timeout=15,
+        )
 
     def on_unmount(self) -> None:
         self.store.close()

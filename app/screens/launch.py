@@ -114,7 +114,13 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.query_one("#script", Input).focus()
         self.load_suggestions()
 
-    @work(thread=True, exclusive=True, group="launch-suggest", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="launch-suggest",
+        exit_on_error=False,
+        description="Listing the project's scripts",
+    )
     def load_suggestions(self) -> None:
         scripts = project_scripts(self.project_root)
         self.app.call_from_thread(self._set_suggester, scripts)
@@ -158,7 +164,13 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         if values is not None:
             self.run_check(*values, start=True)
 
-    @work(thread=True, exclusive=True, group="launch-check", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="launch-check",
+        exit_on_error=False,
+        description="The pre-flight check",
+    )
     def run_check(self, script: str, args: list[str], target: str, start: bool) -> None:
         try:
             problems, description = self.check(script, args, target)
