@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -113,3 +114,35 @@ def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) 
     while tmux_app.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not tmux_app.alive(), "runctl-tui did not quit on q"
+
+
+def test_killed_dashboard_loses_nothing_and_reopens_on_the_running_run(
+    tmux_app: TmuxSession, project: Path, isolated_home: Path
+) -> None:
+    tmux_app.wait_for("this machine")
+    tmux_app.keys("t")
+    tmux_app.wait_for("Start training")
+    tmux_app.keys("Tab")
+    tmux_app.type("--step-delay 0.05 --epochs 50")
+    tmux_app.keys("Enter")
+    tmux_app.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
+    pane_pid = int(tmux_app._tmux("display-message", "-p", "-t", tmux_app.name, "#{pane_pid}"))
+    os.kill(pane_pid, signal.SIGKILL)  # the dashboard dies mid-run, with no chance to clean up
+
+    env = {
+        "RUNCTL_HOME": str(isolated_home),
+        "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"],
+        "TERM": "xterm-256color",
+        "PATH": os.environ.get("PATH", ""),
+    }
+    reopened = TmuxSession(project, env)
+    try:
+        screen = reopened.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
+        assert "running" in screen
+        assert "Training logistic regression" in screen or "Epoch 1/50" in screen
+        reopened.keys("s")
+        reopened.wait_for("Stop run")
+        reopened.keys("y")
+        reopened.wait_for(lambda s: "stopped 0" in s, timeout=30)
+    finally:
+        reopened.kill()
