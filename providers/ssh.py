@@ -44,11 +44,20 @@ SSH = "ssh"
 PGID_MARK = "runctl-pgid="
 
 
-def _without_mark(result: CommandResult) -> CommandResult:
-    if not result.stderr.startswith(PGID_MARK.encode()):
-        return result
-    _, _, rest = result.stderr.partition(b"\n")
-    return CommandResult(result.argv, result.returncode, result.stdout, rest)
+EXIT_MARK = "runctl-exit="
+_EXIT_LINE = re.compile(rb"(?:^|\n)" + EXIT_MARK.encode() + rb"(\d+)\n?$")
+
+
+def _unmarked(result: CommandResult) -> tuple[CommandResult, bool]:
+    """The result without our two marker lines, and whether the remote command completed
+    (its exit line arrived: the connection held until the end)."""
+    stderr = result.stderr
+    if stderr.startswith(PGID_MARK.encode()):
+        stderr = stderr.partition(b"\n")[2]
+    found = _EXIT_LINE.search(stderr)
+    if found is not None:
+        stderr = stderr[: found.start()] + (b"\n" if found.group(0).startswith(b"\n") else b"")
+    return CommandResult(result.argv, result.returncode, result.stdout, stderr), found is not None
 
 
 class UnknownHostKey(TransportError):
@@ -124,13 +133,6 @@ def default_control_dir() -> Path:
     return base / f"runctl-ssh-{os.getuid()}"
 
 
-# The last stderr line ssh itself writes when it, not the remote command, failed.
-SSH_FAILURE = re.compile(
-    r"^(ssh: |ssh_|kex_|Connection |Connection$|client_loop|mux_|Control|Host key|"
-    r"Permission denied|Timeout|Bad owner|Could not|channel \d|Received disconnect|"
-    r"Disconnected|banner exchange|Load key|no such identity|Authentication failed|"
-    r".*Broken pipe$|.*No route to host$|.*Network is unreachable$)",
-)
 UNREACHABLE = re.compile(
     r"Could not resolve|Connection refused|timed out|No route to host|Network is unreachable|"
     r"banner exchange|kex_exchange_identification|Name or service not known",
@@ -258,10 +260,8 @@ class SSHTransport(Transport):
         return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
 
     # -- errors --------------------------------------------------------------------------------
-    def _failure(self, result: CommandResult) -> TransportError | None:
-        """The TransportError for a failed ssh (not the remote command), else None."""
-        if result.returncode != 255:
-            return None
+    def _failure(self, result: CommandResult) -> TransportError:
+        """The TransportError for an ssh that failed before the remote command completed."""
         lines = [
             line.strip()
             for line in result.stderr.decode("utf-8", "replace").splitlines()
@@ -276,8 +276,11 @@ class SSHTransport(Transport):
             return HostKeyChanged(self.display_host, offending.group(1) if offending else None)
         if "Host key verification failed" in text:
             return self._unknown_host_key()
-        if not lines or not SSH_FAILURE.match(lines[-1]):
-            return None  # the remote command itself exited 255
+        if not lines:
+            return TransportError(
+                f"{self.label}: the connection was lost before the command finished "
+                f"(ssh exited {result.returncode})"
+            )
         last = lines[-1].removeprefix("ssh: ")
         if "Permission denied" in text:
             return TransportError(
@@ -356,7 +359,7 @@ class SSHTransport(Transport):
         The remote shell first prints its process-group id on stderr (sshd makes each
         session's shell a session leader), so a cancelled or timed-out command is ended on
         the host too: with a shared connection, killing the local client would not end it."""
-        marked = f"echo {PGID_MARK}$$ >&2; {remote}"
+        marked = f"echo {PGID_MARK}$$ >&2; {remote}\nrc=$?; echo {EXIT_MARK}$rc >&2; exit $rc"
         if input is not None:
             stdin_chunks = (input,)
         attempts = 2 if retry else 1
@@ -372,10 +375,10 @@ class SSHTransport(Transport):
                 describe_timeout=lambda: f"{self.label}: `{shlex.join(argv)}`",
                 on_abort=self._end_remote,
             )
-            result = _without_mark(result)
-            failure = self._failure(result)
-            if failure is None:
+            result, completed = _unmarked(result)
+            if completed:
                 return result
+            failure = self._failure(result)
             dropped = type(failure) is TransportError and "cannot connect" not in str(failure)
             if attempt + 1 < attempts and dropped:
                 continue  # a stale master or a drop mid-command: ssh opens a new connection
