@@ -1,8 +1,17 @@
 """Training logs in, metric points out: epoch, step, loss and every other named scalar.
 
-This is the foundation parser for hand-written loops (`Epoch 3/10 step 120/500 loss=0.43`,
-`val_loss: 0.5`); the log-intelligence work extends it to tqdm, Lightning, the Hugging Face
-Trainer, Keras, nanoGPT and JSON lines behind the same `LogParser.feed` interface.
+Formats, as they look when stdout and stderr are redirected to a file: hand-written loops
+(`Epoch 3/10 step 120/500 loss=0.43`), tqdm bars (many `\\r` updates on one physical line,
+ANSI cursor moves), PyTorch Lightning bars, validation bars and metric tables, Hugging Face
+Trainer dicts (numbers or strings, glued onto a bar or not), Keras `fit` at verbose 1 and 2,
+nanoGPT's `iter` / `step` lines, JSON lines, and per-project regexes with named groups.
+
+How it stays fast: a record is first reduced to its *shape* - the record with every digit
+replaced by `0` (one `bytes.translate` over the whole chunk). Two records of one shape differ
+only in the digits, so the full analysis (several regexes) runs once per shape and leaves a
+*plan*: which byte ranges hold which value. Later records of that shape are sliced and
+converted without a regex. The analysis therefore treats every digit alike (`\\d`, never a
+literal digit), which is what makes the plan valid for the whole shape.
 
 No textual import: the parser runs headless (`runctl-tui metrics`, tests) and in workers.
 """
@@ -11,24 +20,40 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
-NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
-EPOCH_RE = re.compile(r"\bepoch\s*\[?\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+))?", re.IGNORECASE)
-STEP_RE = re.compile(r"\b(?:step|iter|batch)\s*\[?\s*(\d+)(?:\s*/\s*(\d+))?", re.IGNORECASE)
-SCALAR_RE = re.compile(
-    rf"\b([A-Za-z][A-Za-z0-9_./-]*?)\s*(?:=|:)\s*({NUMBER})(?![\w.])", re.IGNORECASE
+# -- the point --------------------------------------------------------------------------------
+
+VAL_LOSS_NAMES = ("val_loss", "eval_loss", "valid_loss", "validation_loss", "val/loss", "test_loss")
+# In order of preference: the first one a record has is its training loss.
+TRAIN_LOSS_NAMES = (
+    "loss",
+    "train_loss",
+    "training_loss",
+    "train/loss",
+    "train_loss_step",
+    "loss_step",
+    "train/loss_step",
+    "avg_loss",
+    "average_loss",
+    "mean_loss",
+    "running_loss",
 )
-# One cheap test decides whether a line can hold a metric at all.
-MAYBE_METRIC = re.compile(r"loss|epoch|step|iter|acc|[:=]\s*[-+.\d]", re.IGNORECASE)
-LOSS_NAMES = ("loss", "train_loss", "training_loss", "train/loss")
 VALIDATION_PREFIXES = ("val", "eval", "valid", "test")
 
 
 @dataclass(slots=True)
 class MetricPoint:
-    """What one log record says. `line` counts physical lines from 1."""
+    """What one log record says. `line` counts physical (newline-ended) lines from 1; the
+    `\\r`-separated updates of one tqdm line share its number.
+
+    `loss` is the training loss; every other named value is in `metrics` under the name the log
+    uses. `kind` says which format the record was: "text", "bar", "validation-bar", "keras",
+    "dict", "json", "summary" (the Trainer's final train_runtime dict), "table" (Lightning's
+    metric table) or "extra" (a project pattern). A bar's own clock is in `elapsed_s` and
+    `remaining_s`, its speed in `rate` (steps per second)."""
 
     line: int
     epoch: float | None = None
@@ -38,100 +63,578 @@ class MetricPoint:
     loss: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     is_validation: bool = False
+    kind: str = "text"
+    elapsed_s: float | None = None
+    remaining_s: float | None = None
+    rate: float | None = None
 
     @property
     def val_loss(self) -> float | None:
-        for name in ("val_loss", "eval_loss", "valid_loss", "validation_loss"):
+        for name in VAL_LOSS_NAMES:
             if name in self.metrics:
                 return self.metrics[name]
+        if self.is_validation:
+            for name in TRAIN_LOSS_NAMES:
+                if name in self.metrics:
+                    return self.metrics[name]
         return None
-
-
-def to_float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-class LogParser:
-    """Feed decoded text as it arrives; a line is parsed once it is complete."""
-
-    def __init__(self, extra_patterns: Sequence[str] = ()) -> None:
-        self.extra = [re.compile(p) for p in extra_patterns]
-        self._partial = ""
-        self.lines_seen = 0
-
-    def feed(self, text: str) -> list[MetricPoint]:
-        if not text:
-            return []
-        pieces = (self._partial + text).split("\n")
-        self._partial = pieces.pop()
-        points: list[MetricPoint] = []
-        for piece in pieces:
-            self.lines_seen += 1
-            point = self.parse_line(piece, self.lines_seen)
-            if point is not None:
-                points.append(point)
-        return points
-
-    def flush(self) -> list[MetricPoint]:
-        """Parse the unterminated last line (end of file)."""
-        if not self._partial:
-            return []
-        self.lines_seen += 1
-        piece, self._partial = self._partial, ""
-        point = self.parse_line(piece, self.lines_seen)
-        return [point] if point is not None else []
-
-    def parse_line(self, line: str, number: int) -> MetricPoint | None:
-        if "\r" in line:
-            line = line.rsplit("\r", 1)[-1] or line.strip("\r")
-        if not MAYBE_METRIC.search(line) and not self.extra:
-            return None
-        point = MetricPoint(number)
-        found = False
-        if match := EPOCH_RE.search(line):
-            point.epoch = float(match.group(1))
-            point.total_epochs = int(match.group(2)) if match.group(2) else None
-            found = True
-        if match := STEP_RE.search(line):
-            point.step = int(match.group(1))
-            point.total_steps = int(match.group(2)) if match.group(2) else None
-            found = True
-        for name, raw in SCALAR_RE.findall(line):
-            value = to_float(raw)
-            if value is None:
-                continue
-            key = name.lower()
-            if key in ("epoch", "step", "iter", "batch"):
-                continue
-            if key in LOSS_NAMES:
-                point.loss = value
-            else:
-                point.metrics[key] = value
-            found = True
-        for pattern in self.extra:
-            if match := pattern.search(line):
-                for name, raw in match.groupdict().items():
-                    value = to_float(raw) if raw is not None else None
-                    if value is None:
-                        continue
-                    if name == "loss":
-                        point.loss = value
-                    elif name == "epoch":
-                        point.epoch = value
-                    elif name == "step":
-                        point.step = int(value)
-                    else:
-                        point.metrics[name] = value
-                    found = True
-        if not found:
-            return None
-        if point.loss is None and point.epoch is None and point.step is None:
-            point.is_validation = any(k.startswith(VALIDATION_PREFIXES) for k in point.metrics)
-        return point
 
 
 def is_finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
+
+
+# -- the analysis of one record (runs once per shape) -------------------------------------------
+
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?<![A-Za-z])(?:nan|inf(?:inity)?)(?![A-Za-z])"
+# Colour codes and cursor moves: `\x1b[A`, `\x1b[2K`, `\x1b[1m`, OSC titles.
+ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+# One cheap test decides whether a record can hold a metric at all.
+MAYBE_METRIC = re.compile(
+    r"loss|epoch|step|iter|batch|acc|lr\b|\d+/\d+|\d+%|[:=]\s*[-+]?\.?\d|[:=]\s*[-+]?(?:nan|inf)",
+    re.IGNORECASE,
+)
+
+EPOCH_RE = re.compile(r"(?<![\w/])epoch\s*[:=#]?\s*\[?\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+))?", re.I)
+STEP_RE = re.compile(
+    r"(?<![\w/])(?:global[_ ]step|step|iter(?:ation)?|batch|it)\s*[:=#]?\s*\[?\s*(\d+)(?:\s*/\s*(\d+))?",
+    re.I,
+)
+# `loss: 0.4`, `val_loss=0.5`, `Train Loss: 0.4`, `val loss 2.23`, `acc: 91.2%`.
+QUALIFIER = (
+    r"train|training|val|valid|validation|eval|test|avg|average|mean|running|total|batch|epoch"
+)
+PAIR_RE = re.compile(
+    rf"(?<![\w./-])(?:({QUALIFIER})[ _])?([A-Za-z][\w./-]*?)\s*(?:=|:(?!//))\s*({NUMBER})%?(?![\w.:/])",
+    re.I,
+)
+KNOWN_SPACED = r"loss|acc|accuracy|lr|learning[ _]rate|ppl|perplexity|time|mfu|grad[ _]norm|gnorm|f1|auc|mae|mse|rmse|dt"
+SPACED_RE = re.compile(
+    rf"(?<![\w./-])(?:({QUALIFIER})[ _])?({KNOWN_SPACED})\s+({NUMBER})(%|ms|s)?(?![\w.:/])", re.I
+)
+# A tqdm bar: `desc: 45%|████▌     | 45/100 [00:03<00:04, 12.1it/s, loss=0.1]` and the
+# no-total form `desc: 45it [00:03, 12.1it/s]`.
+BAR_RE = re.compile(
+    r"(?:(\d+)%\|[^|]*\|\s*(\d+)/(\d+)|(\d+)(?:it)?)\s*"
+    r"\[([\d:]+)(?:<([\d:?]+))?,\s*(?:(\d+(?:\.\d+)?|\?)\s*(it/s|s/it)|\?it/s)?(,[^\]]*)?\]"
+)
+VALIDATION_BAR_RE = re.compile(
+    r"validat|sanity check|testing|predicting|evaluat|\beval\b|\btest\b", re.IGNORECASE
+)
+POSTFIX_PAIR_RE = re.compile(rf"([A-Za-z][\w./-]*)=({NUMBER})(?![\w.])")
+# Keras: `32/32 ━━━━━━━━━━━━━━━━━━━━ 1s 5ms/step - loss: 0.43` and `32/32 - 0s - 5ms/step - ...`.
+KERAS_RE = re.compile(r"^\s*(\d+)/(\d+)\s.*?(?:(\d+(?:\.\d+)?)(us|ms|s)/step|$)")
+# Python dict reprs and JSON objects: `'loss': 0.69`, `"epoch": 1`, `'loss': '1.802'`.
+DICT_PAIR_RE = re.compile(rf"""(["'])([^"'\n]{{1,120}}?)\1\s*:\s*(["']?)({NUMBER})\3(?=\s*[,}}])""")
+
+
+def _latin1(text: str) -> str:
+    """How UTF-8 text looks to the analysis, which reads records as latin-1."""
+    return text.encode().decode("latin-1")
+
+
+# Lightning's metric table rows: `│  val_loss  │  0.69  │` or `      val_loss      0.69`.
+_RULE = "(?:" + "|".join(map(re.escape, [_latin1("│"), _latin1("┃"), "|"])) + ")"
+TABLE_ROW_RE = re.compile(
+    rf"^\s*{_RULE}?\s*([A-Za-z][\w./-]*)\s*{_RULE}\s*({NUMBER})\s*{_RULE}\s*$"
+)
+# Lightning's Rich bar (printed once, at the end, into a file):
+# `Epoch 3/3  ━━━━ 16/16 0:00:00 • 0:00:00 353.96it/s v_num: 0.000`.
+RICH_BAR_RE = re.compile(
+    r"(\d+)/(\d+)\s+(\d+:\d\d:\d\d)\s+\S+\s+(\d+:\d\d:\d\d|-:--:--)\s+(\d+(?:\.\d+)?)it/s"
+)
+PLAIN_TABLE_ROW_RE = re.compile(rf"^\s{{2,}}([A-Za-z][\w./-]*)\s{{4,}}({NUMBER})\s*$")
+KERAS_UNITS = {"us": 1e6, "ms": 1e3, "s": 1.0}
+DROPPED_NAMES = frozenset({"v_num", "eta"})
+EPOCH_NAMES = frozenset({"epoch", "epochs"})
+STEP_NAMES = frozenset({"step", "global_step", "iter", "iteration", "batch", "it"})
+SUMMARY_KEYS = ("train_runtime", "train_samples_per_second")
+TOTAL_STEP_NAMES = frozenset({"total_steps", "max_steps", "max_iters", "num_steps"})
+TOTAL_EPOCH_NAMES = frozenset({"total_epochs", "num_epochs", "max_epochs", "epochs_total"})
+
+# A plan's targets: MetricPoint fields, or ("m", name) for metrics.
+FLOAT_TARGETS = ("epoch", "loss", "elapsed_s", "remaining_s", "rate")
+INT_TARGETS = ("total_epochs", "step", "total_steps")
+
+
+@dataclass(slots=True)
+class Field:
+    """One value of a record: where it is (byte spans of the raw record) and how it reads."""
+
+    target: str  # a MetricPoint field name, or "m:<name>" for a metric
+    spans: tuple[tuple[int, int], ...]
+    convert: str = "float"  # "float" | "clock" (h:m:s parts) | "inverse" | "per_<scale>"
+
+
+@dataclass(slots=True)
+class Plan:
+    """How every record of one shape turns into a point, without a regex."""
+
+    kind: str
+    is_validation: bool
+    fields: list[Field]
+    getter: itemgetter | None = None
+    simple: list[tuple[str, int]] = field(default_factory=list)  # (target, value index)
+    special: list[tuple[Field, list[int]]] = field(default_factory=list)
+    metric_names: list[str] = field(default_factory=list)
+    metric_indexes: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        slices: list[slice] = []
+        for item in self.fields:
+            indexes = []
+            for start, end in item.spans:
+                indexes.append(len(slices))
+                slices.append(slice(start, end))
+            if item.convert != "float":
+                self.special.append((item, indexes))
+            elif item.target.startswith("m:"):
+                self.metric_names.append(item.target[2:])
+                self.metric_indexes.append(indexes[0])
+            else:
+                self.simple.append((item.target, indexes[0]))
+        if slices:
+            getter = itemgetter(*slices)
+            self.getter = getter if len(slices) > 1 else (lambda raw, g=getter: (g(raw),))
+
+    def apply(self, raw: bytes, line: int) -> MetricPoint:
+        values = list(map(float, self.getter(raw))) if self.getter is not None else []
+        point = MetricPoint(line, is_validation=self.is_validation, kind=self.kind)
+        for target, index in self.simple:
+            value = values[index]
+            if target in INT_TARGETS:
+                setattr(point, target, int(value) if math.isfinite(value) else None)
+            else:
+                setattr(point, target, value)
+        if self.metric_names:
+            point.metrics = {
+                name: values[i]
+                for name, i in zip(self.metric_names, self.metric_indexes, strict=True)
+            }
+        for item, indexes in self.special:
+            value = _convert_special(item.convert, [values[i] for i in indexes])
+            if item.target.startswith("m:"):
+                if value is not None:
+                    point.metrics[item.target[2:]] = value
+            else:
+                setattr(point, item.target, value)
+        return point
+
+
+def _convert_special(convert: str, values: list[float]) -> float | None:
+    if convert == "clock":  # [h:]m:s
+        total = 0.0
+        for value in values:
+            total = total * 60 + value
+        return total
+    if convert == "inverse":
+        return 1.0 / values[0] if values[0] else None
+    if convert.startswith("per_"):  # a time per step in a unit -> steps per second
+        return float(convert[4:]) / values[0] if values[0] else None
+    return values[0]
+
+
+class _Builder:
+    """Collects the fields of one record during its analysis, in raw-byte coordinates."""
+
+    def __init__(self, offsets: list[int] | None) -> None:
+        self.offsets = offsets  # clean-text index -> raw index, when ANSI codes were removed
+        self.fields: dict[str, Field] = {}
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        if self.offsets is None:
+            return start, end
+        return self.offsets[start], self.offsets[end - 1] + 1
+
+    def add(self, target: str, start: int, end: int, convert: str = "float", replace=True) -> None:
+        if replace or target not in self.fields:
+            self.fields[target] = Field(target, (self.span(start, end),), convert)
+
+    def add_clock(self, target: str, text: str, offset: int) -> None:
+        if not text or "?" in text:
+            return
+        spans = tuple(
+            self.span(offset + m.start(), offset + m.end()) for m in re.finditer(r"\d+", text)
+        )
+        if spans:
+            self.fields[target] = Field(target, spans, "clock")
+
+    def add_metric(self, name: str, start: int, end: int, convert: str = "float") -> None:
+        if name in DROPPED_NAMES:
+            return
+        self.add("m:" + name, start, end, convert)
+
+
+def _strip_ansi(text: str) -> tuple[str, list[int] | None]:
+    if "\x1b" not in text:
+        return text, None
+    kept: list[str] = []
+    offsets: list[int] = []
+    position = 0
+    for match in ANSI_RE.finditer(text):
+        kept.append(text[position : match.start()])
+        offsets.extend(range(position, match.start()))
+        position = match.end()
+    kept.append(text[position:])
+    offsets.extend(range(position, len(text)))
+    offsets.append(len(text))
+    return "".join(kept), offsets
+
+
+def _name(text: str) -> str:
+    """A metric name as the log spells it, readable as UTF-8 (analysis works on latin-1)."""
+    return text.encode("latin-1").decode("utf-8", "replace")
+
+
+def analyse(record: str) -> Plan | None:
+    """The full analysis of one record (decoded as latin-1, so indexes are byte offsets)."""
+    if not MAYBE_METRIC.search(record):
+        return None
+    text, offsets = _strip_ansi(record)
+    build = _Builder(offsets)
+    kind = "text"
+    is_validation = False
+
+    brace = text.find("{")
+    dict_pairs = list(DICT_PAIR_RE.finditer(text, brace)) if brace >= 0 else []
+    if dict_pairs:
+        head = text[:brace]
+        kind = "json" if dict_pairs[0].group(1) == '"' else "dict"
+    else:
+        head = text
+    bar = BAR_RE.search(head) if "[" in head else None
+
+    if bar is not None:
+        desc = head[: bar.start()]
+        # An unlabelled bar drawn one row down (it moves the cursor back up after itself) is
+        # an inner loop under the training bar: the Trainer's evaluation bar.
+        inner = not desc.strip() and record.rstrip().endswith("\x1b[A")
+        if inner or VALIDATION_BAR_RE.search(desc):
+            kind, is_validation = "validation-bar", True
+        else:
+            if kind == "text":
+                kind = "bar"
+            if bar.group(2) is not None:
+                build.add("step", *bar.span(2))
+                build.add("total_steps", *bar.span(3))
+            else:
+                build.add("step", *bar.span(4))
+            build.add_clock("elapsed_s", bar.group(5), bar.start(5))
+            if bar.group(6):
+                build.add_clock("remaining_s", bar.group(6), bar.start(6))
+            if bar.group(7) and bar.group(7) != "?":
+                build.add("rate", *bar.span(7), "inverse" if bar.group(8) == "s/it" else "float")
+            if epoch := EPOCH_RE.search(desc):
+                build.add("epoch", *epoch.span(1))
+                if epoch.group(2):
+                    build.add("total_epochs", *epoch.span(2))
+        if bar.group(9):
+            for pair in POSTFIX_PAIR_RE.finditer(text, bar.start(9), bar.end(9)):
+                build.add_metric(_name(pair.group(1)), *pair.span(2))
+    elif rich := RICH_BAR_RE.search(head):
+        desc = head[: rich.start()]
+        if VALIDATION_BAR_RE.search(desc):
+            kind, is_validation = "validation-bar", True
+        else:
+            kind = "bar"
+            build.add("step", *rich.span(1))
+            build.add("total_steps", *rich.span(2))
+            build.add_clock("elapsed_s", rich.group(3), rich.start(3))
+            build.add_clock("remaining_s", rich.group(4), rich.start(4))
+            build.add("rate", *rich.span(5))
+            if epoch := EPOCH_RE.search(desc):
+                build.add("epoch", *epoch.span(1))
+                if epoch.group(2):
+                    build.add("total_epochs", *epoch.span(2))
+        _text_pairs(head, rich.end(), len(head), build)
+    elif keras := KERAS_RE.match(head):
+        if "/step" in head or " - " in head:
+            kind = "keras"
+            build.add("step", *keras.span(1))
+            build.add("total_steps", *keras.span(2))
+            if keras.group(3):
+                build.add("rate", *keras.span(3), f"per_{KERAS_UNITS[keras.group(4)]:g}")
+            _text_pairs(text, keras.end(2), len(head), build)
+        else:
+            _text_fields(head, build)
+    elif table := TABLE_ROW_RE.match(head) or PLAIN_TABLE_ROW_RE.match(head):
+        kind = "table"
+        name = _name(table.group(1))
+        build.add_metric(name, *table.span(2))
+        is_validation = name.lower().startswith(VALIDATION_PREFIXES)
+    elif not dict_pairs or head.strip():
+        _text_fields(head, build)
+
+    if dict_pairs:
+        keys = set()
+        for pair in dict_pairs:
+            key = _name(pair.group(2))
+            keys.add(key)
+            lower = key.lower()
+            if lower in EPOCH_NAMES:
+                build.add("epoch", *pair.span(4))
+            elif lower in STEP_NAMES:
+                build.add("step", *pair.span(4))
+            elif lower in TOTAL_STEP_NAMES:
+                build.add("total_steps", *pair.span(4))
+            elif lower in TOTAL_EPOCH_NAMES:
+                build.add("total_epochs", *pair.span(4))
+            else:
+                build.add_metric(key, *pair.span(4))
+        if any(key in keys for key in SUMMARY_KEYS):
+            kind = "summary"
+        elif not keys & {"loss", "train_loss"} and any(
+            key.lower().startswith(VALIDATION_PREFIXES) for key in keys if key not in EPOCH_NAMES
+        ):
+            is_validation = True
+
+    if not build.fields:
+        return None
+    if kind != "summary" and not is_validation:
+        _promote_loss(build)
+    if kind == "text" and not is_validation:
+        is_validation = _only_validation(build)
+    return Plan(kind, is_validation, list(build.fields.values()))
+
+
+def _promote_loss(build: _Builder) -> None:
+    names = {target[2:].lower(): target for target in build.fields if target.startswith("m:")}
+    for candidate in TRAIN_LOSS_NAMES:
+        target = names.get(candidate)
+        if target is not None:
+            item = build.fields.pop(target)
+            build.fields["loss"] = Field("loss", item.spans, item.convert)
+            return
+
+
+def _only_validation(build: _Builder) -> bool:
+    targets = list(build.fields)
+    if any(not t.startswith("m:") for t in targets if t not in ("epoch", "total_epochs")):
+        return False
+    metrics = [t[2:].lower() for t in targets if t.startswith("m:")]
+    return bool(metrics) and all(name.startswith(VALIDATION_PREFIXES) for name in metrics)
+
+
+def _text_fields(text: str, build: _Builder) -> None:
+    """Free text: `Epoch [3/10] Step 120/500 loss=0.43 val loss 0.5 ...`."""
+    if epoch := EPOCH_RE.search(text):
+        build.add("epoch", *epoch.span(1))
+        if epoch.group(2):
+            build.add("total_epochs", *epoch.span(2))
+    if step := STEP_RE.search(text):
+        build.add("step", *step.span(1))
+        if step.group(2):
+            build.add("total_steps", *step.span(2))
+    _text_pairs(text, 0, len(text), build)
+
+
+def _text_pairs(text: str, start: int, end: int, build: _Builder) -> None:
+    for pair in PAIR_RE.finditer(text, start, end):
+        qualifier, name = pair.group(1), pair.group(2)
+        lower = name.lower()
+        if qualifier is None and lower in EPOCH_NAMES:
+            build.add("epoch", *pair.span(3), replace=False)
+            continue
+        if qualifier is None and lower in STEP_NAMES:
+            build.add("step", *pair.span(3), replace=False)
+            continue
+        if qualifier is None and lower in TOTAL_EPOCH_NAMES:
+            build.add("total_epochs", *pair.span(3), replace=False)
+            continue
+        if qualifier is None and lower in TOTAL_STEP_NAMES:
+            build.add("total_steps", *pair.span(3), replace=False)
+            continue
+        full = f"{qualifier}_{name}" if qualifier else name
+        build.add_metric(_name(full).lower(), *pair.span(3))
+    for pair in SPACED_RE.finditer(text, start, end):
+        qualifier, name, unit = pair.group(1), pair.group(2), pair.group(4)
+        full = f"{qualifier}_{name}" if qualifier else name
+        full = full.lower().replace(" ", "_")
+        if unit == "ms":
+            full += "_ms"
+        if "m:" + full not in build.fields:
+            build.add_metric(full, *pair.span(3))
+
+
+# -- extra patterns (per project; run on every record, never cached) ------------------------------
+
+
+def _apply_extra(point: MetricPoint | None, patterns: list[re.Pattern], record: str, line: int):
+    for pattern in patterns:
+        match = pattern.search(record)
+        if match is None:
+            continue
+        for name, raw in match.groupdict().items():
+            if raw is None:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            if point is None:
+                point = MetricPoint(line, kind="extra")
+            if name in ("loss", "epoch"):
+                setattr(point, name, value)
+            elif name in INT_TARGETS:
+                setattr(point, name, int(value) if math.isfinite(value) else None)
+            else:
+                point.metrics[name] = value
+    return point
+
+
+# -- the streaming parser ---------------------------------------------------------------------
+
+DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+RECORD_SPLIT = re.compile(rb"[\r\x08]+")
+MAX_SHAPES = 20_000  # plans kept; the cache starts over when it is full
+MAX_SHAPE_BYTES = 2048  # longer records are analysed every time, never cached
+MAX_RECORD_BYTES = 1 << 20  # a record is cut here; a 1 MB line must not stall a live follow
+NO_PLAN = object()
+
+
+class LogParser:
+    """Feed log text (str or bytes) as it arrives; get the points of every complete record.
+
+    A record ends at `\\n`, and also at `\\r` or a run of backspaces (tqdm and Keras redraw a
+    bar that way), so a bar update is emitted as soon as the next one begins. `flush()` parses
+    the unterminated rest (end of file)."""
+
+    def __init__(self, extra_patterns: Sequence[str] = ()) -> None:
+        self.extra = [re.compile(p) for p in extra_patterns]
+        self.lines_seen = 0  # completed physical lines
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._plans: dict[bytes, Plan | object] = {}
+        # Work done, for tests that bound it by input size: bytes given to the full analysis.
+        self.analysed_bytes = 0
+
+    # -- input ------------------------------------------------------------------------------
+    def feed(self, text: str | bytes) -> list[MetricPoint]:
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        if not data:
+            return []
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r"), data.rfind(b"\x08"))
+        if cut < 0:
+            self._hold(data)
+            return []
+        head = data[: cut + 1]
+        if self._pending:
+            head = b"".join(self._pending) + head
+            self._pending.clear()
+            self._pending_bytes = 0
+        if cut + 1 < len(data):
+            self._hold(data[cut + 1 :])
+        return self._parse_block(head, final=False)
+
+    def flush(self) -> list[MetricPoint]:
+        if not self._pending:
+            return []
+        block = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        return self._parse_block(block, final=True)
+
+    def _hold(self, data: bytes) -> None:
+        room = MAX_RECORD_BYTES - self._pending_bytes
+        if room > 0:
+            piece = data[:room]
+            self._pending.append(piece)
+            self._pending_bytes += len(piece)
+
+    # -- records ----------------------------------------------------------------------------
+    def _parse_block(self, block: bytes, final: bool) -> list[MetricPoint]:
+        """`block` ends with a separator unless `final`."""
+        shapes = block.translate(DIGITS_TO_ZERO)
+        raw_lines = block.split(b"\n")
+        shape_lines = shapes.split(b"\n")
+        # The piece after the last "\n" is the start of a line that has not ended yet.
+        open_raw, open_shape = raw_lines.pop(), shape_lines.pop()
+        points: list[MetricPoint] = []
+        append = points.append
+        plans = self._plans
+        record = self._record
+        number = self.lines_seen
+        split_records = b"\r" in block or b"\x08" in block
+        for raw, shape in zip(raw_lines, shape_lines, strict=True):
+            number += 1
+            if split_records and (b"\r" in raw or b"\x08" in raw):
+                for raw_part, shape_part in zip(
+                    RECORD_SPLIT.split(raw), RECORD_SPLIT.split(shape), strict=True
+                ):
+                    if raw_part and (point := record(raw_part, shape_part, number)) is not None:
+                        append(point)
+                continue
+            if not raw:
+                continue
+            plan = plans.get(shape) if not self.extra else None
+            if plan is not None:
+                if plan is NO_PLAN:
+                    continue
+                try:
+                    append(plan.apply(raw, number))
+                    continue
+                except (ValueError, OverflowError):
+                    pass
+            if (point := record(raw, shape, number)) is not None:
+                append(point)
+        self.lines_seen = number
+        if open_raw:
+            # Records of the unfinished line that are already complete (ended by \r or \b).
+            raw_parts = RECORD_SPLIT.split(open_raw)
+            shape_parts = RECORD_SPLIT.split(open_shape)
+            if not final:
+                raw_parts.pop()
+                shape_parts.pop()
+            for raw_part, shape_part in zip(raw_parts, shape_parts, strict=True):
+                if raw_part and (point := record(raw_part, shape_part, number + 1)) is not None:
+                    append(point)
+            if final:
+                self.lines_seen += 1
+        return points
+
+    def _record(self, raw: bytes, shape: bytes, line: int) -> MetricPoint | None:
+        plan = self._plans.get(shape)
+        if plan is None:
+            self.analysed_bytes += len(raw)
+            plan = analyse(raw.decode("latin-1")) or NO_PLAN
+            if len(shape) <= MAX_SHAPE_BYTES:
+                if len(self._plans) >= MAX_SHAPES:
+                    self._plans.clear()
+                self._plans[shape] = plan
+        point = None
+        if plan is not NO_PLAN:
+            try:
+                point = plan.apply(raw, line)
+            except (ValueError, OverflowError):
+                point = None
+        if self.extra:
+            point = _apply_extra(point, self.extra, raw.decode("utf-8", "replace"), line)
+        return point
+
+
+def parse_text(text: str | bytes, extra_patterns: Sequence[str] = ()) -> list[MetricPoint]:
+    """All points of a whole text (tests, small files)."""
+    parser = LogParser(extra_patterns)
+    return parser.feed(text) + parser.flush()
+
+
+def parse_blocks(blocks: Iterable[bytes], extra_patterns: Sequence[str] = ()):
+    """Points of a stream of byte blocks, block by block (large files, never all in memory)."""
+    parser = LogParser(extra_patterns)
+    for block in blocks:
+        yield parser.feed(block)
+    yield parser.flush()
+
+
+def as_json_point(point: MetricPoint) -> dict:
+    """The `metrics --json` form of a point (nan and inf stay numbers Python's json writes)."""
+    return {
+        "line": point.line,
+        "epoch": point.epoch,
+        "total_epochs": point.total_epochs,
+        "step": point.step,
+        "total_steps": point.total_steps,
+        "loss": point.loss,
+        "metrics": dict(point.metrics),
+    }
