@@ -1323,11 +1323,20 @@ def pick_best(infos: Iterable[CheckpointInfo]) -> CheckpointInfo | None:
     if metric != "loss" and not candidates:
         candidates = [(info, rank) for info, rank in ranked if rank[0] == "loss"]
 
+    # At equal scores (Lightning's last.ckpt repeats the best epoch's), the file the framework
+    # itself named as best wins, then the newest.
+    named_best = {
+        os.path.basename(str(path).rstrip("/"))
+        for info, _ in ranked
+        for key in ("best_model_path", "best_model_checkpoint")
+        if (path := info.details.get(key))
+    }
+
     def key(item: tuple[CheckpointInfo, tuple[str, float, str]]) -> tuple:
         info, (_, value, mode) = item
         score = value if mode == "min" else -value
-        older_first = checkpoint_order(info)
-        return (score, tuple(-part for part in older_first))
+        newer_first = tuple(-part for part in checkpoint_order(info))
+        return (score, info.name not in named_best, newer_first)
 
     return min(candidates, key=key)[0]
 
@@ -1348,7 +1357,7 @@ def resume_argv(args: Sequence[str], template: str, path: str) -> list[str]:
             continue
         name = token.split("=", 1)[0]
         follows = index + 1 < len(raw_tokens) and not raw_tokens[index + 1].startswith("-")
-        options[name] = "=" not in token and follows
+        options[name] = "=" in token or follows
     result: list[str] = []
     insert_at: int | None = None
     index = 0
