@@ -364,7 +364,7 @@ def _torch_device(kind: Any = "cpu", index: Any = None) -> Any:
 
 def _safe_bytes(value: Any = b"", encoding: Any = None) -> bytes:
     if isinstance(value, int):
-        raise CorruptCheckpoint("the pickle asks for a zero-filled buffer; refused")
+        raise UnsafePickle(f"refuses bytes({value}): the pickle asks for a zero-filled buffer")
     if isinstance(value, str):
         return value.encode(encoding or "utf-8")
     return bytes(value)
@@ -579,37 +579,47 @@ def _zip_data_offset(fileobj: BinaryIO, info: zipfile.ZipInfo) -> int:
 
 class LegacyScalarReader(ScalarReader):
     """The pre-1.6 torch format: after the main pickle come a pickled list of storage keys and
-    then each storage as an 8-byte element count followed by its bytes, in that order."""
+    then each storage as an 8-byte element count followed by its bytes, in that order. Walking
+    those counts (a seek and 8 bytes per storage) finds every storage and shows a truncated
+    file, without reading any tensor data."""
 
-    def __init__(self, fileobj: BinaryIO, data_start: int, storages: dict[str, StorageRef]):
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        data_start: int,
+        storages: dict[str, StorageRef],
+        file_size: int,
+        byteorder: str,
+    ) -> None:
         self.fileobj = fileobj
-        self.data_start = data_start
         self.storages = storages
-        self.offsets: dict[str, int] | None = None
-
-    def _index(self) -> dict[str, int]:
-        if self.offsets is None:
-            self.offsets = {}
-            self.fileobj.seek(self.data_start)
-            keys, _ = _unpickle(_BoundedReader(self.fileobj, MAX_METADATA_BYTES))
-            if not isinstance(keys, list):
-                raise CorruptCheckpoint("the storage key list of this legacy torch file is missing")
-            position = self.fileobj.tell()
-            for key in keys:
-                ref = self.storages.get(str(key))
-                if ref is None:
-                    break
-                self.fileobj.seek(position)
-                count_bytes = self.fileobj.read(8)
-                if len(count_bytes) != 8:
-                    break
-                (count,) = struct.unpack("<q", count_bytes)
-                self.offsets[ref.key] = position + 8
-                position += 8 + count * DTYPES.get(ref.dtype, ("", 1))[1]
-        return self.offsets
+        self.byteorder = byteorder
+        self.offsets: dict[str, int] = {}
+        fileobj.seek(data_start)
+        keys, _ = _unpickle(_BoundedReader(fileobj, MAX_METADATA_BYTES))
+        if not isinstance(keys, list):
+            raise CorruptCheckpoint("the storage key list of this legacy torch file is missing")
+        position = fileobj.tell()
+        count_format = "<q" if byteorder == "little" else ">q"
+        for key in keys:
+            ref = storages.get(str(key))
+            if ref is None:
+                raise CorruptCheckpoint(f"storage {key} is listed but no tensor uses it")
+            fileobj.seek(position)
+            count_bytes = fileobj.read(8)
+            if len(count_bytes) != 8:
+                break
+            (count,) = struct.unpack(count_format, count_bytes)
+            self.offsets[ref.key] = position + 8
+            position += 8 + count * DTYPES.get(ref.dtype, ("", 1))[1]
+        if len(self.offsets) < len(keys) or position > file_size:
+            raise CorruptCheckpoint(
+                f"truncated: the tensors need {max(position, file_size + 1)} bytes but the file "
+                f"has {file_size}; the save was interrupted or the copy is incomplete"
+            )
 
     def read_storage_bytes(self, storage: StorageRef, offset: int, length: int) -> bytes | None:
-        start = self._index().get(storage.key)
+        start = self.offsets.get(storage.key)
         if start is None:
             return None
         self.fileobj.seek(start + offset)
@@ -911,8 +921,8 @@ def _read_pickle_file(fileobj: BinaryIO, info: CheckpointInfo) -> None:
     sys_info, _ = _unpickle(reader)
     little_endian = not isinstance(sys_info, dict) or sys_info.get("little_endian", True)
     obj, storages = _unpickle(reader)
-    scalars = LegacyScalarReader(fileobj, fileobj.tell(), storages)
-    scalars.byteorder = "little" if little_endian else "big"
+    byteorder = "little" if little_endian else "big"
+    scalars = LegacyScalarReader(fileobj, fileobj.tell(), storages, info.size_bytes, byteorder)
     info.details["tensors"] = str(len(storages))
     _fill_from_object(info, obj, scalars)
 
