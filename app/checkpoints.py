@@ -841,6 +841,7 @@ def _fill_lightning(info: CheckpointInfo, ckpt: dict, scalars: ScalarReader) -> 
 
 
 def _read_zip(fileobj: BinaryIO, info: CheckpointInfo) -> None:
+    info.kind = "zip"  # until its entries say torch or Keras
     try:
         archive = zipfile.ZipFile(fileobj)
     except zipfile.BadZipFile as err:
