@@ -29,6 +29,8 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from app.logfollow import NEEDS_CLEANING, DisplayLines
+
 CHUNK_BYTES = 64 * 1024
 BLOCK_BYTES = 8 << 20  # one read of a backward extension, a search or a scan
 MAX_LINE_CHARS = 2_000  # a longer line is cut for display: its start and how much more
@@ -131,6 +133,16 @@ class BytesSource:
 
 
 @dataclass(slots=True)
+class BackwardBlock:
+    """Line-break counts of the chunks before the region, read but not yet added."""
+
+    generation: int
+    first_chunk: int
+    new_first_chunk: int
+    counts: array
+
+
+@dataclass(slots=True)
 class IndexChange:
     """What `update` found: new lines, or a log that shrank or was replaced (`reset`)."""
 
@@ -138,9 +150,17 @@ class IndexChange:
     reset: bool = False
 
 
+# What a terminal shows of a line: \r progress redraws, escapes and control bytes resolved. Lines
+# are cut here, before cleaning, so the cleaner's own cut never applies.
+_TERMINAL_VIEW = DisplayLines(max_chars=1 << 62)
+
+
 def cut_for_display(raw: bytes, total_bytes: int, max_chars: int = MAX_LINE_CHARS) -> str:
-    """Decode a line (bad UTF-8 becomes U+FFFD) and cut it, saying how much is not shown."""
+    """Decode a line (bad UTF-8 becomes U+FFFD), resolve what a terminal would show of it and
+    cut it, saying how much is not shown."""
     text = raw.decode("utf-8", "replace")
+    if NEEDS_CLEANING.search(text) is not None:
+        text = _TERMINAL_VIEW.clean(text)
     if len(text) > max_chars or total_bytes > len(raw):
         shown = text[:max_chars]
         hidden = total_bytes - len(shown.encode("utf-8", "replace"))
@@ -211,30 +231,39 @@ class LogIndex:
         return self.line_count
 
     def extend_backward(self, max_bytes: int = BLOCK_BYTES) -> int:
-        """Index up to `max_bytes` more before the region; returns how many lines were added.
+        """Index up to `max_bytes` more before the region; returns how many lines were added."""
+        return self.commit_backward(self.read_backward(max_bytes))
 
-        The read happens outside the lock, so the UI keeps reading lines meanwhile."""
+    def read_backward(self, max_bytes: int = BLOCK_BYTES) -> BackwardBlock | None:
+        """The slow half of `extend_backward` (read and count), changing nothing: run it in a
+        worker, then `commit_backward` where line numbers are used, so they shift exactly when
+        the view shifts its rows."""
         with self._lock:
             if self._first_chunk == 0:
-                return 0
+                return None
             generation = self.generation
             first = self._first_chunk
-            lines_before = self.line_count
-        chunks = max(1, max_bytes // self.chunk_bytes)
-        new_first = max(0, first - chunks)
+        new_first = max(0, first - max(1, max_bytes // self.chunk_bytes))
         start = new_first * self.chunk_bytes
         data = self.source.read(start, first * self.chunk_bytes - start)
         counts = array("I", _chunk_counts(data, self.chunk_bytes))
+        return BackwardBlock(generation, first, new_first, counts)
+
+    def commit_backward(self, block: BackwardBlock | None) -> int:
+        """Prepend what `read_backward` counted; returns the lines added (0 if it is stale)."""
+        if block is None:
+            return 0
         with self._lock:
-            if self.generation != generation or self._first_chunk != first:
-                return 0  # reset meanwhile (or another extension won): nothing to add
-            if len(counts) != first - new_first:
+            if self.generation != block.generation or self._first_chunk != block.first_chunk:
+                return 0  # reset meanwhile, or another extension won: nothing to add
+            if len(block.counts) != block.first_chunk - block.new_first_chunk:
                 return 0  # the file shrank under us; the next update resets
-            self._counts = counts + self._counts
-            self._first_chunk = new_first
+            before = self.line_count
+            self._counts = block.counts + self._counts
+            self._first_chunk = block.new_first_chunk
             self._rebuild_running()
             self._chunk_cache.clear()
-            return self.line_count - lines_before
+            return self.line_count - before
 
     def extend_backward_to(self, offset: int) -> None:
         """Make sure the line holding `offset` is indexed."""
@@ -388,7 +417,17 @@ class LogIndex:
             )
         return cut_for_display(head, length, max_chars)
 
-    # -- search ------------------------------------------------------------------------------------
+    # -- search and the lines that matter -----------------------------------------------------------
+    @staticmethod
+    def compile_search(
+        text: str, *, regex: bool = False, ignore_case: bool = True
+    ) -> re.Pattern[bytes]:
+        return compile_search(text, regex=regex, ignore_case=ignore_case)
+
+    def scan_interesting(self, **options) -> Iterator[InterestingLines]:
+        """`scan_interesting` over this index's source (see there)."""
+        return scan_interesting(self.source, **options)
+
     def search(
         self,
         pattern: re.Pattern[bytes],
@@ -492,6 +531,7 @@ class InterestingLines:
     scanned_bytes: int = 0
     total_bytes: int = 0
     dropped: int = 0  # hits past MAX_INTERESTING, counted but not kept
+    next_line: int = 0  # the number of the line starting at `scanned_bytes`
 
 
 def _is_word_byte(value: int) -> bool:
@@ -572,4 +612,5 @@ def scan_interesting(
         line += block.count(b"\n", counted_to)
         position += len(block)
         batch.scanned_bytes = position
+        batch.next_line = line
         yield batch
