@@ -66,7 +66,8 @@ class CheckpointsListed(Message):
 
 class RunctlApp(App[int]):
     TITLE = "runctl-tui"
-    CSS_PATH = "app.tcss"
+    # Absolute, so subclasses defined elsewhere (benchmarks, tests) find it too.
+    CSS_PATH = Path(__file__).with_name("app.tcss")
 
     BINDINGS = [
         Binding("t", "train", "Train", id="run.train"),

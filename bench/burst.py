@@ -49,8 +49,7 @@ async def measure() -> dict[str, float]:
             pressed.append(time.perf_counter())
 
     with temp_dir() as tmp:
-        app, log = app_following_a_log(tmp)
-        app.__class__ = BenchApp
+        app, log = app_following_a_log(tmp, app_class=BenchApp)
         async with app.run_test(size=(120, 36)) as pilot:
             while app.selected_run_id is None:
                 await pilot.pause(0.01)
@@ -64,6 +63,8 @@ async def measure() -> dict[str, float]:
                 before = len(pressed)
                 await pilot.press("z")
                 while len(pressed) == before:
+                    if time.perf_counter() - sent > 10:
+                        raise RuntimeError("a key press was not handled within 10 s")
                     await asyncio.sleep(0.001)
                 latencies.append(pressed[-1] - sent)
                 peak_rss = max(peak_rss, rss_mb())

@@ -12,13 +12,15 @@ from app.store import Run
 from app.tui import RunctlApp
 
 
-def app_following_a_log(tmp: str, extra_settings: dict | None = None) -> tuple[RunctlApp, Path]:
+def app_following_a_log(
+    tmp: str, extra_settings: dict | None = None, app_class: type[RunctlApp] = RunctlApp
+) -> tuple[RunctlApp, Path]:
     """An app whose selected run's output.log is at the returned path (empty, growing)."""
     os.environ["RUNCTL_HOME"] = os.path.join(tmp, "home")
     project = Path(tmp) / "proj"
     (project / ".git").mkdir(parents=True, exist_ok=True)
     settings = load_settings(project, **(extra_settings or {}))
-    app = RunctlApp(settings, project)
+    app = app_class(settings, project)
     local = app.service.local.list_instances()[0]
     run_dir = settings.runs_root / "20260101-000000-bench0"
     (run_dir / "checkpoints").mkdir(parents=True)
