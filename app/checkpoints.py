@@ -27,7 +27,7 @@ import shlex
 import shutil
 import struct
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -142,8 +142,8 @@ class SourceEntry:
 
 class CheckpointSource(Protocol):
     """A place that holds checkpoints. `open` returns a seekable, read-only binary file
-    object: a remote implementation fetches the byte ranges that are read, so metadata of a
-    multi-GB file costs a few small requests."""
+    object: a remote implementation fetches only the byte ranges that are read (see
+    `open_range_file`), so metadata of a multi-GB file costs a few small requests."""
 
     def list(self, directory: str) -> list[SourceEntry]:
         """Entries directly inside `directory`; FileNotFoundError when it does not exist."""
@@ -189,6 +189,51 @@ class LocalCheckpointSource:
 
 
 LOCAL = LocalCheckpointSource()
+
+
+class RangeFile(io.RawIOBase):
+    """A seekable, read-only file over `read_range(offset, length) -> bytes`: what a remote
+    source needs to hand the readers a multi-GB file without copying it (an SFTP read at an
+    offset, an S3 GET with a Range header). Use `open_range_file`, which adds buffering."""
+
+    def __init__(self, size: int, read_range: Callable[[int, int], bytes]) -> None:
+        super().__init__()
+        self.size = size
+        self.read_range = read_range
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self.position = base + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        length = min(len(buffer), max(0, self.size - self.position))
+        if length == 0:
+            return 0
+        data = self.read_range(self.position, length)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+def open_range_file(
+    size: int, read_range: Callable[[int, int], bytes], block_size: int = 64 * 1024
+) -> BinaryIO:
+    """A buffered `RangeFile`: small reads (zip headers, a scalar's bytes) become one request
+    of `block_size` bytes each."""
+    return io.BufferedReader(RangeFile(size, read_range), buffer_size=block_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,7 +575,10 @@ def _decode_scalar(raw: bytes, dtype: str, byteorder: str) -> float | int | None
 
 
 class ScalarReader:
-    """Reads the value of one-element tensors; everything else stays unread."""
+    """Reads the value of one-element tensors; everything else stays unread. This base class
+    reads nothing (a plain pickle has no tensor data to read)."""
+
+    byteorder = "little"
 
     def value(self, tensor: TensorPlaceholder) -> float | int | None:
         if tensor.storage is None or tensor.numel != 1 or tensor.dtype not in DTYPES:
@@ -538,8 +586,6 @@ class ScalarReader:
         size = DTYPES[tensor.dtype][1]
         raw = self.read_storage_bytes(tensor.storage, tensor.offset * size, size)
         return None if raw is None else _decode_scalar(raw, tensor.dtype, self.byteorder)
-
-    byteorder = "little"
 
     def read_storage_bytes(self, storage: StorageRef, offset: int, length: int) -> bytes | None:
         return None
@@ -823,6 +869,8 @@ def _fill_lightning(info: CheckpointInfo, ckpt: dict, scalars: ScalarReader) -> 
         return
     key, state = candidates[0]
     monitor = state.get("monitor")
+    if monitor is None and (named := MONITOR_IN_CALLBACK_KEY.search(key)):
+        monitor = named.group(1)  # older Lightning kept it only in the callback's key
     best = _number(state.get("best_model_score"), scalars)
     current = _number(state.get("current_score"), scalars)
     if isinstance(state.get("best_model_path"), str) and state["best_model_path"]:
@@ -846,7 +894,8 @@ def _read_zip(fileobj: BinaryIO, info: CheckpointInfo) -> None:
         archive = zipfile.ZipFile(fileobj)
     except zipfile.BadZipFile as err:
         raise CorruptCheckpoint(
-            f"truncated or damaged zip ({err}): the save was interrupted or the copy is incomplete"
+            f"truncated or damaged zip ({err}): still being written, or the save was "
+            "interrupted, or the copy is incomplete"
         ) from None
     names = archive.namelist()
     pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -855,7 +904,6 @@ def _read_zip(fileobj: BinaryIO, info: CheckpointInfo) -> None:
     elif "metadata.json" in names and "config.json" in names:
         _read_keras(archive, info)
     else:
-        info.kind = "zip"
         info.details["note"] = "a zip that is neither a torch checkpoint nor a Keras archive"
 
 
@@ -1026,8 +1074,8 @@ def _read_hf_dir(source: CheckpointSource, entry: SourceEntry, info: CheckpointI
         if step_in_name:
             info.step = int(step_in_name.group(1))
         raise CorruptCheckpoint(
-            "no trainer_state.json in this checkpoint directory: the save was interrupted, or "
-            "it is not a Hugging Face Trainer checkpoint"
+            "no trainer_state.json in this checkpoint directory: still being written, or the "
+            "save was interrupted, or it is not a Hugging Face Trainer checkpoint"
         )
     state_path = names["trainer_state.json"]
     with source.open(state_path.path) as fileobj:
@@ -1503,6 +1551,7 @@ __all__ = [
     "DeletionReport",
     "LocalCheckpointSource",
     "MetadataCache",
+    "RangeFile",
     "SafeUnpickler",
     "SourceEntry",
     "TensorPlaceholder",
@@ -1510,6 +1559,7 @@ __all__ = [
     "delete_checkpoints",
     "is_hf_checkpoint_dir",
     "list_checkpoints",
+    "open_range_file",
     "pick_best",
     "plan_cleanup",
     "read_checkpoint",

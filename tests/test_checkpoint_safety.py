@@ -22,6 +22,7 @@ from app.checkpoints import (
     LocalCheckpointSource,
     SourceEntry,
     list_checkpoints,
+    open_range_file,
     read_checkpoint,
 )
 from app.settings import CheckpointSettings
@@ -434,6 +435,49 @@ def test_big_endian_legacy_scalars_are_decoded(tmp_path: Path) -> None:
     write_zip64(tmp_path / "be.pt", entries)
 
     assert read_checkpoint(str(tmp_path / "be.pt")).loss == 0.375
+
+
+class RangeRequestSource(LocalCheckpointSource):
+    """A stand-in for a remote source (SFTP, S3): every read is a byte-range request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[int, int]] = []
+
+    def open(self, path: str):
+        size = os.path.getsize(path)
+
+        def read_range(offset: int, length: int) -> bytes:
+            self.requests.append((offset, length))
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                return handle.read(length)
+
+        return open_range_file(size, read_range)
+
+
+def test_a_remote_style_source_reads_a_multi_gb_file_in_a_few_range_requests(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.pt"
+    write_sparse_checkpoint(path, 5 * 2**30, epoch=2, step=2000, loss=0.5)
+    source = RangeRequestSource()
+
+    info = read_checkpoint(str(path), source=source)
+
+    assert (info.status, info.epoch, info.step, info.loss) == ("ok", 2.0, 2000, 0.5)
+    assert len(source.requests) <= 8, source.requests
+    assert sum(length for _, length in source.requests) <= 8 * 64 * 1024
+
+
+def test_the_reader_imports_no_torch_numpy_textual_or_boto3() -> None:
+    code = (
+        "import sys, app.checkpoints, app.checkpoint_report\n"
+        "heavy = {'torch', 'numpy', 'textual', 'boto3', 'botocore', 'safetensors'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == "[]"
 
 
 def test_local_source_is_the_default() -> None:
