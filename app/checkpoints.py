@@ -1172,9 +1172,8 @@ def is_hf_checkpoint_dir(path: str, source: CheckpointSource = LOCAL) -> bool:
 # ---------------------------------------------------------------------------------------------
 # The public reading API
 # ---------------------------------------------------------------------------------------------
-def _read_entry(
-    source: CheckpointSource, entry: SourceEntry, sidecar: SourceEntry | None = None
-) -> CheckpointInfo:
+def _read_entry(source: CheckpointSource, entry: SourceEntry) -> CheckpointInfo:
+    """What one file or directory says by itself (no sidecar, no file-name guesses)."""
     info = CheckpointInfo(
         path=entry.path,
         name=entry.name,
@@ -1196,31 +1195,34 @@ def _read_entry(
     except Exception as err:  # a reader must never stop a listing; report the file instead
         info.status = STATUS_CORRUPT
         info.error = f"damaged ({type(err).__name__}: {err})"
+    return info
+
+
+def _complete(info: CheckpointInfo, sidecar: CheckpointInfo | None) -> CheckpointInfo:
+    """Fills what the checkpoint left empty: first from its sidecar, then from its name."""
     if info.status != STATUS_OK:
         return info
     if sidecar is not None:
-        _merge_sidecar(source, info, sidecar)
-    if info.kind in {"torch", "torch-legacy", "lightning", "pickle", "safetensors"}:
+        if sidecar.status == STATUS_OK:
+            info.sidecar, info.sidecar_bytes = sidecar.path, sidecar.size_bytes
+            info.details["sidecar"] = sidecar.name
+            info.epoch = sidecar.epoch if info.epoch is None else info.epoch
+            info.step = sidecar.step if info.step is None else info.step
+            info.loss = sidecar.loss if info.loss is None else info.loss
+            for key, value in sidecar.metrics.items():
+                if len(info.metrics) < MAX_METRICS:
+                    info.metrics.setdefault(key, value)
+        else:
+            info.details["sidecar_error"] = f"{sidecar.name}: {sidecar.error}"
+    if info.kind not in {"example-json", "json-sidecar", "hf-trainer"}:
         _fill_from_name(info)
     return info
 
 
-def _merge_sidecar(source: CheckpointSource, info: CheckpointInfo, sidecar: SourceEntry) -> None:
-    try:
-        with source.open(sidecar.path) as fileobj:
-            document = _load_json(fileobj, sidecar.size, sidecar.name)
-    except (CheckpointError, OSError) as err:
-        info.details["sidecar_error"] = f"{sidecar.name}: {err}"
-        return
-    if isinstance(document, dict):
-        info.sidecar, info.sidecar_bytes = sidecar.path, sidecar.size
-        info.details["sidecar"] = sidecar.name
-        _fill_from_mapping(info, document)
-
-
 def read_checkpoint(path: str, source: CheckpointSource = LOCAL) -> CheckpointInfo:
-    """Metadata of one checkpoint file or HF `checkpoint-N/` directory. Never raises for a
-    bad file: it comes back with status "corrupt" or "unsafe" and the reason in `error`."""
+    """Metadata of one checkpoint file or HF `checkpoint-N/` directory, with a `<name>.json`
+    sidecar beside it merged in. Never raises for a bad file: it comes back with status
+    "corrupt" or "unsafe" and the reason in `error`."""
     path = str(path)
     try:
         entry = source.stat(path)
@@ -1231,10 +1233,13 @@ def read_checkpoint(path: str, source: CheckpointSource = LOCAL) -> CheckpointIn
             status=STATUS_CORRUPT,
             error=f"cannot read it: {err.strerror or err}",
         )
+    info = _read_entry(source, entry)
     sidecar = None
-    if not entry.is_dir:
-        sidecar = _find_sidecar(source, entry, None)
-    return _read_entry(source, entry, sidecar)
+    if not entry.is_dir and info.kind not in {"example-json", "json-sidecar"}:
+        sidecar_entry = _find_sidecar(source, entry, None)
+        if sidecar_entry is not None:
+            sidecar = _read_entry(source, sidecar_entry)
+    return _complete(info, sidecar if sidecar and sidecar.kind == "json-sidecar" else None)
 
 
 def _sidecar_names(name: str) -> list[str]:
@@ -1271,8 +1276,8 @@ def _matches(entry: SourceEntry, globs: Iterable[str]) -> bool:
 
 
 class MetadataCache:
-    """Metadata by (path, size, mtime): a directory listed again after one new file is written
-    re-reads only that file."""
+    """What each file says by itself, by (path, size, mtime): a directory listed again after
+    one new file is written re-reads only that file."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self.max_entries = max_entries
@@ -1287,7 +1292,9 @@ class MetadataCache:
     def put(self, key: tuple, info: CheckpointInfo) -> None:
         if len(self.entries) >= self.max_entries:
             self.entries.pop(next(iter(self.entries)))
-        self.entries[key] = info
+        self.entries[key] = dataclasses.replace(
+            info, metrics=dict(info.metrics), details=dict(info.details)
+        )
 
 
 DEFAULT_CACHE = MetadataCache()
@@ -1301,7 +1308,8 @@ def list_checkpoints(
 ) -> list[CheckpointInfo]:
     """Every checkpoint in `directory` matching `globs` (a pattern ending in "/" matches
     directories), oldest first by step, epoch, then modification time. A missing directory
-    is an empty list. A `<name>.json` beside a checkpoint is merged into it, not listed."""
+    is an empty list. A `<name>.json` beside a checkpoint that is not a checkpoint itself is
+    merged into it as a sidecar and not listed."""
     try:
         entries = source.list(str(directory))
     except (FileNotFoundError, NotADirectoryError):
@@ -1309,40 +1317,33 @@ def list_checkpoints(
     by_name = {entry.name: entry for entry in entries}
     # Hidden names are temp files of saves in progress (`.epoch-3.ckpt.json.tmp`).
     matched = [e for e in entries if not e.name.startswith(".") and _matches(e, globs)]
-    infos: dict[str, CheckpointInfo] = {}
-    sidecars: dict[str, SourceEntry] = {}
-    for entry in matched:
-        sidecar = None if entry.is_dir else _find_sidecar(source, entry, by_name)
-        if sidecar is not None:
-            sidecars[entry.name] = sidecar
-        infos[entry.name] = _read_cached(source, entry, sidecar, cache)
-    for owner_name, sidecar in sidecars.items():
-        owner = infos.get(owner_name)
-        listed = infos.get(sidecar.name)
-        # A matched JSON that turned out to be another checkpoint's sidecar is not a row.
-        if owner and owner.sidecar == sidecar.path and listed and listed.kind == "json-sidecar":
-            del infos[sidecar.name]
-    return sorted(infos.values(), key=checkpoint_order)
+    infos = {entry.name: _read_cached(source, entry, cache) for entry in matched}
+    sidecars: dict[str, CheckpointInfo] = {}
+    for name, info in infos.items():
+        if info.is_dir or info.kind in {"example-json", "json-sidecar"}:
+            continue
+        entry = _find_sidecar(source, by_name[name], by_name)
+        if entry is None:
+            continue
+        sidecar = infos.get(entry.name) or _read_cached(source, entry, cache)
+        if sidecar.kind == "json-sidecar":  # a JSON that is a checkpoint of its own stays a row
+            sidecars[name] = sidecar
+    merged = {sidecar.name for sidecar in sidecars.values()}
+    return sorted(
+        (_complete(info, sidecars.get(name)) for name, info in infos.items() if name not in merged),
+        key=checkpoint_order,
+    )
 
 
 def _read_cached(
-    source: CheckpointSource,
-    entry: SourceEntry,
-    sidecar: SourceEntry | None,
-    cache: MetadataCache | None,
+    source: CheckpointSource, entry: SourceEntry, cache: MetadataCache | None
 ) -> CheckpointInfo:
     if cache is None or entry.is_dir:  # a directory's size/mtime do not track its files
-        return _read_entry(source, entry, sidecar)
-    key = (
-        id(source),
-        entry.path,
-        entry.size,
-        entry.mtime,
-        sidecar and (sidecar.path, sidecar.size, sidecar.mtime),
-    )
+        return _read_entry(source, entry)
+    key = (id(source), entry.path, entry.size, entry.mtime)
     info = cache.get(key)
     if info is None:
-        info = _read_entry(source, entry, sidecar)
+        info = _read_entry(source, entry)
         cache.put(key, info)
     return info
 

@@ -150,6 +150,22 @@ def test_a_sidecar_json_is_merged_into_its_checkpoint_and_not_listed() -> None:
     assert infos[0].sidecar_bytes == (FIXTURES / "sidecar" / "model.pt.json").stat().st_size
 
 
+def test_a_json_that_is_a_checkpoint_itself_is_not_taken_for_a_sidecar(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "sidecar" / "model.pt", tmp_path / "epoch-0001.ckpt")
+    shutil.copy(FIXTURES / "example" / "epoch-0001.ckpt.json", tmp_path)
+    shutil.copy(FIXTURES / "sidecar" / "model.pt", tmp_path / "epoch-0002.ckpt")
+    (tmp_path / "epoch-0002.ckpt.json").write_text('{"epoch": 2, "step": 80, "loss": 0.3}')
+
+    infos = {i.name: i for i in list_checkpoints(str(tmp_path), GLOBS)}
+
+    assert sorted(infos) == ["epoch-0001.ckpt", "epoch-0001.ckpt.json", "epoch-0002.ckpt"]
+    assert infos["epoch-0001.ckpt"].sidecar is None
+    assert infos["epoch-0001.ckpt"].epoch == 1.0  # from its name, not from the other file
+    assert infos["epoch-0002.ckpt"].sidecar == str(tmp_path / "epoch-0002.ckpt.json")
+    assert (infos["epoch-0002.ckpt"].step, infos["epoch-0002.ckpt"].loss) == (80, 0.3)
+    assert read_checkpoint(str(tmp_path / "epoch-0001.ckpt")).sidecar is None
+
+
 def test_a_missing_directory_lists_nothing() -> None:
     assert list_checkpoints("/nonexistent/checkpoints", GLOBS) == []
 
