@@ -1452,6 +1452,23 @@ class CleanupPlan:
     bytes_freed: int
     protect: frozenset[str] = frozenset()
 
+    def describe(self) -> list[str]:
+        """Every file that goes and every file that stays, with sizes and reasons: the text of
+        a confirmation."""
+        from widgets.formatting import size  # plain formatting, no textual
+
+        def line(mark: str, info: CheckpointInfo) -> str:
+            extra = f" + {os.path.basename(info.sidecar)}" if info.sidecar else ""
+            name = info.name + ("/" if info.is_dir else "") + extra
+            total = size(info.size_bytes + info.sidecar_bytes)
+            return f"  {mark} {name}  {total}  ({self.reasons[info.path]})"
+
+        lines = [f"Delete {len(self.delete)}, freeing {size(self.bytes_freed)}:"]
+        lines += [line("-", info) for info in self.delete] or ["  (nothing)"]
+        lines.append(f"Keep {len(self.keep)}:")
+        lines += [line("+", info) for info in self.keep] or ["  (nothing)"]
+        return lines
+
 
 @dataclass
 class DeletionReport:

@@ -307,6 +307,21 @@ def test_cleanup_keeps_the_newest_n_and_the_best() -> None:
     assert plan.reasons["/ck/e6"] == "one of the newest 2"
 
 
+def test_cleanup_describes_every_file_that_goes_and_stays() -> None:
+    infos = [ckpt(f"e{i}", i, loss) for i, loss in enumerate([0.9, 0.1, 0.8, 0.7], 1)]
+
+    lines = plan_cleanup(infos, keep_newest=1).describe()
+
+    assert lines == [
+        "Delete 2, freeing 3.9 KB:",
+        "  - e1  1000 B  (older than the newest 1)",
+        "  - e3  2.9 KB  (older than the newest 1)",
+        "Keep 2:",
+        "  + e2  2.0 KB  (best (loss 0.1))",
+        "  + e4  3.9 KB  (one of the newest 1)",
+    ]
+
+
 def test_cleanup_never_deletes_the_newest_protected_or_unreadable() -> None:
     infos = [
         ckpt("e1", 1, 0.1),
