@@ -7,9 +7,12 @@ dashboard paints before boto3 or any cloud client exists.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from app import __version__
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     project_root = find_project_root(args.project)
     try:
-        settings = load_settings(project_root, read_only=args.read_only, debug=args.debug)
+        with _no_pydantic_plugin_scan():
+            settings = load_settings(project_root, read_only=args.read_only, debug=args.debug)
     except SettingsError as err:
         print(f"runctl-tui: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -102,6 +106,22 @@ def main(argv: list[str] | None = None) -> int:
 
         return sync_main(settings, project_root, args.host, args.dry_run, args.json)
     return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def _no_pydantic_plugin_scan() -> Iterator[None]:
+    """pydantic scans every installed distribution's entry points for plugins when the first
+    model is built (tens of ms before the dashboard can paint); we use none. The variable is
+    restored afterwards so training scripts started from here inherit the user's environment."""
+    before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYDANTIC_DISABLE_PLUGINS"]
+        else:
+            os.environ["PYDANTIC_DISABLE_PLUGINS"] = before
 
 
 def run_dashboard(settings, project_root: Path) -> int:

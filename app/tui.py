@@ -9,6 +9,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -22,10 +23,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.logfollow import DisplayLines, follow_local_file, tail_start
 from app.oplog import OperationLog
-from app.run_metrics import RunMetrics
 from app.runs import EARLY_FAILURE_S, AlreadyRunning, RunService, tail_lines
-from app.screens.info import EventsScreen, HelpScreen
-from app.screens.launch import LaunchRequest, LaunchScreen
 from app.settings import Settings
 from app.store import Run, RunStore
 from providers.base import Instance, ProviderError
@@ -37,6 +35,11 @@ from widgets.instances_table import InstancesTable
 from widgets.metrics_strip import MetricsStrip
 from widgets.run_log import RunLog
 from widgets.runs_table import RunsTable
+
+if TYPE_CHECKING:
+    # Imported where first used: the dashboard paints before the parser or dialogs load.
+    from app.run_metrics import RunMetrics
+    from app.screens.launch import LaunchRequest
 
 TAIL_BYTES = 4 << 20  # the log view opens on the last 4 MB, never the whole file
 DRY_RUN_ID = "<new-run-id>"
@@ -97,7 +100,7 @@ class RunctlApp(App[int]):
         self.instances: dict[str, Instance] = {}
         self.selected_instance_key: str | None = None
         self.selected_run_id: str | None = None
-        self.run_metrics = RunMetrics(settings.logs.extra_patterns)
+        self.run_metrics: RunMetrics | None = None
         self.stopping: set[str] = set()
         self._base_sub_title = f"{self.project_root}" + (
             "  [read-only]" if settings.read_only else ""
@@ -241,6 +244,8 @@ class RunctlApp(App[int]):
     def _select_run(self, run: Run) -> None:
         self.selected_run_id = run.id
         self._update_log_title(run)
+        from app.run_metrics import RunMetrics
+
         self.run_metrics = RunMetrics(self.settings.logs.extra_patterns)
         self.metrics_strip.show(None)
         self.run_log.replace_lines([])
@@ -380,6 +385,8 @@ class RunctlApp(App[int]):
         choices = [
             (f"{i.provider}: {i.name or i.id} ({i.id})", key) for key, i in self.instances.items()
         ]
+        from app.screens.launch import LaunchScreen
+
         screen = LaunchScreen(
             self.project_root,
             choices,
@@ -531,6 +538,8 @@ class RunctlApp(App[int]):
             self.list_checkpoints(run)
 
     def action_events(self) -> None:
+        from app.screens.info import EventsScreen
+
         self.push_screen(EventsScreen(lambda: list(self.oplog.recent)))
 
     def action_help(self) -> None:
@@ -539,6 +548,8 @@ class RunctlApp(App[int]):
             for binding in self.BINDINGS
             if isinstance(binding, Binding) and self.check_action(binding.action, ()) is not False
         ]
+        from app.screens.info import HelpScreen
+
         self.push_screen(HelpScreen(rows, self.settings.read_only))
 
     def action_filter(self) -> None:
