@@ -1308,8 +1308,9 @@ def list_checkpoints(
 ) -> list[CheckpointInfo]:
     """Every checkpoint in `directory` matching `globs` (a pattern ending in "/" matches
     directories), oldest first by step, epoch, then modification time. A missing directory
-    is an empty list. A `<name>.json` beside a checkpoint that is not a checkpoint itself is
-    merged into it as a sidecar and not listed."""
+    is an empty list; any other OSError (e.g. permission denied) is raised for the caller to
+    show. A `<name>.json` beside a checkpoint that is not a checkpoint itself is merged into
+    it as a sidecar and not listed."""
     try:
         entries = source.list(str(directory))
     except (FileNotFoundError, NotADirectoryError):
