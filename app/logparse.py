@@ -91,13 +91,17 @@ ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?
 
 # One cheap test decides whether a record can hold a metric at all.
 MAYBE_METRIC = re.compile(
-    r"loss|epoch|step|iter|batch|acc|lr\b|\d+/\d+|\d+%|[:=]\s*[-+]?\.?\d|[:=]\s*[-+]?(?:nan|inf)",
+    r"loss|epoch|step|iter|batch|acc|lr\b|(?<!\d)\d+[/%]|[:=]\s*[-+]?\.?\d|[:=]\s*[-+]?(?:nan|inf)",
     re.IGNORECASE,
 )
 
-EPOCH_RE = re.compile(r"(?<![\w/])epoch\s*[:=#]?\s*\[?\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+))?", re.I)
+# Each optional separator is tried with its own whitespace, so a run of spaces is never
+# split between several `\s*` (which would make the match quadratic in the run's length).
+EPOCH_RE = re.compile(
+    r"(?<![\w/])epoch(?:\s*[:=#])?(?:\s*\[)?\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+))?", re.I
+)
 STEP_RE = re.compile(
-    r"(?<![\w/])(?:global[_ ]step|step|iter(?:ation)?|batch|it)\s*[:=#]?\s*\[?\s*(\d+)(?:\s*/\s*(\d+))?",
+    r"(?<![\w/])(?:global[_ ]step|step|iter(?:ation)?|batch|it)(?:\s*[:=#])?(?:\s*\[)?\s*(\d+)(?:\s*/\s*(\d+))?",
     re.I,
 )
 # `loss: 0.4`, `val_loss=0.5`, `Train Loss: 0.4`, `val loss 2.23`, `acc: 91.2%`.
@@ -115,15 +119,15 @@ SPACED_RE = re.compile(
 # A tqdm bar: `desc: 45%|████▌     | 45/100 [00:03<00:04, 12.1it/s, loss=0.1]` and the
 # no-total form `desc: 45it [00:03, 12.1it/s]`.
 BAR_RE = re.compile(
-    r"(?:(\d+)%\|[^|]*\|\s*(\d+)/(\d+)|(\d+)(?:it)?)\s*"
-    r"\[([\d:]+)(?:<([\d:?]+))?,\s*(?:(\d+(?:\.\d+)?|\?)\s*(it/s|s/it)|\?it/s)?(,[^\]]*)?\]"
+    r"(?<!\d)(?:(\d+)%\|[^|]{0,400}\|\s*(\d+)/(\d+)|(\d+)(?:it)?)\s*"
+    r"\[([\d:]+)(?:<([\d:?]+))?,\s*(?:(\d+(?:\.\d+)?|\?)\s*(it/s|s/it)|\?it/s)?(,[^\]]{0,2000})?\]"
 )
 VALIDATION_BAR_RE = re.compile(
     r"validat|sanity check|testing|predicting|evaluat|\beval\b|\btest\b", re.IGNORECASE
 )
-POSTFIX_PAIR_RE = re.compile(rf"([A-Za-z][\w./-]*)=({NUMBER})(?![\w.])")
+POSTFIX_PAIR_RE = re.compile(rf"(?<![\w./-])([A-Za-z][\w./-]*)=({NUMBER})(?![\w.])")
 # Keras: `32/32 ━━━━━━━━━━━━━━━━━━━━ 1s 5ms/step - loss: 0.43` and `32/32 - 0s - 5ms/step - ...`.
-KERAS_RE = re.compile(r"^\s*(\d+)/(\d+)\s.*?(?:(\d+(?:\.\d+)?)(us|ms|s)/step|$)")
+KERAS_RE = re.compile(r"^\s*(\d+)/(\d+)\s.*?(?:(?<![\d.])(\d+(?:\.\d+)?)(us|ms|s)/step|$)")
 # Python dict reprs and JSON objects: `'loss': 0.69`, `"epoch": 1`, `'loss': '1.802'`.
 DICT_PAIR_RE = re.compile(rf"""(["'])([^"'\n]{{1,120}}?)\1\s*:\s*(["']?)({NUMBER})\3(?=\s*[,}}])""")
 
@@ -136,12 +140,12 @@ def _latin1(text: str) -> str:
 # Lightning's metric table rows: `│  val_loss  │  0.69  │` or `      val_loss      0.69`.
 _RULE = "(?:" + "|".join(map(re.escape, [_latin1("│"), _latin1("┃"), "|"])) + ")"
 TABLE_ROW_RE = re.compile(
-    rf"^\s*{_RULE}?\s*([A-Za-z][\w./-]*)\s*{_RULE}\s*({NUMBER})\s*{_RULE}\s*$"
+    rf"^\s*(?:{_RULE}\s*)?([A-Za-z][\w./-]*)\s*{_RULE}\s*({NUMBER})\s*{_RULE}\s*$"
 )
 # Lightning's Rich bar (printed once, at the end, into a file):
 # `Epoch 3/3  ━━━━ 16/16 0:00:00 • 0:00:00 353.96it/s v_num: 0.000`.
 RICH_BAR_RE = re.compile(
-    r"(\d+)/(\d+)\s+(\d+:\d\d:\d\d)\s+\S+\s+(\d+:\d\d:\d\d|-:--:--)\s+(\d+(?:\.\d+)?)it/s"
+    r"(?<!\d)(\d+)/(\d+)\s+(\d+:\d\d:\d\d)\s+\S+\s+(\d+:\d\d:\d\d|-:--:--)\s+(\d+(?:\.\d+)?)it/s"
 )
 PLAIN_TABLE_ROW_RE = re.compile(rf"^\s{{2,}}([A-Za-z][\w./-]*)\s{{4,}}({NUMBER})\s*$")
 KERAS_UNITS = {"us": 1e6, "ms": 1e3, "s": 1.0}
@@ -580,8 +584,10 @@ class LogParser:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._plans: dict[bytes, Plan | object] = {}
-        # Work done, for tests that bound it by input size: bytes given to the full analysis.
+        # Work done, for tests that bound it by input size: bytes given to the full analysis,
+        # and bytes of held-back partial records copied when their record completes.
         self.analysed_bytes = 0
+        self.joined_bytes = 0
 
     # -- input ------------------------------------------------------------------------------
     def feed(self, text: str | bytes) -> list[MetricPoint]:
@@ -594,6 +600,7 @@ class LogParser:
             return []
         head = data[: cut + 1]
         if self._pending:
+            self.joined_bytes += self._pending_bytes
             head = b"".join(self._pending) + head
             self._pending.clear()
             self._pending_bytes = 0
@@ -605,6 +612,7 @@ class LogParser:
         if not self._pending:
             return []
         block = b"".join(self._pending)
+        self.joined_bytes += self._pending_bytes
         self._pending.clear()
         self._pending_bytes = 0
         return self._parse_block(block, final=True)
@@ -685,6 +693,8 @@ class LogParser:
         return points
 
     def _record(self, raw: bytes, shape: bytes, line: int) -> MetricPoint | None:
+        if len(raw) > MAX_RECORD_BYTES:
+            raw, shape = raw[:MAX_RECORD_BYTES], shape[:MAX_RECORD_BYTES]
         plan = self._plans.get(shape)
         if plan is None:
             self.analysed_bytes += len(raw)
