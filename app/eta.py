@@ -29,6 +29,7 @@ STALL_AFTER_S = 300.0  # no progress for this long: the ETA is withheld
 MAX_HISTORY = 4096  # loss_history keeps the whole run in at most this many values
 TREND_WINDOW = 40
 TREND_FLAT = 0.02  # a relative change below this is "flat"
+BAR_KINDS = ("bar", "keras")
 
 
 @dataclass(slots=True)
@@ -174,7 +175,11 @@ class ProgressTracker:
             self._epochs_done = self._epoch_number(point.epoch) - (0 if finished else 1)
             self._counted = self._epochs_done
             self._record_progress(now)
-        if point.step is not None and (point.remaining_s is not None or point.rate is not None):
+        if point.step is not None and (
+            point.remaining_s is not None or point.rate is not None or point.kind in BAR_KINDS
+        ):
+            # The latest drawing of the bar, even one that does not know its time yet (a new
+            # epoch's `0/16 [00:00<?, ?it/s]`): the previous epoch's "0 s left" is stale.
             self._bar = (point.remaining_s, point.elapsed_s, point.rate, now)
         if point.loss is not None:
             self._take_loss(point.loss, point.step)

@@ -108,6 +108,18 @@ def test_the_bar_covers_this_epoch_and_later_epochs_are_added():
     assert tracker.summary(0.0).eta_seconds == pytest.approx(25.0 + 200 / 2.0)
 
 
+def test_a_new_epochs_bar_without_time_yet_replaces_the_last_epochs_bar():
+    tracker = ProgressTracker()
+    feed(tracker, MetricPoint(line=1, epoch=1, total_epochs=3), 0.0)
+    now = run_steps(tracker, range(0, 11), 0.0, 1.0, total=10, kind="bar", remaining_s=0.0)
+    feed(tracker, MetricPoint(line=2, epoch=2, total_epochs=3), now)
+    feed(tracker, step_point(0, 10, kind="bar"), now + 1)  # `0/10 [00:00<?, ?it/s]`
+    summary = tracker.summary(now + 1)
+    # Not the old bar's "0 s left": 10 steps of epoch 2 and 10 of epoch 3 at the measured rate.
+    assert summary.eta_source == "measured rate"
+    assert summary.eta_seconds == pytest.approx(20.0, rel=0.1)
+
+
 def test_unknown_total_says_why():
     tracker = ProgressTracker()
     summary = tracker.summary(0.0)
