@@ -10,6 +10,7 @@ local machine) do it for real; any other transport falls back to a buffered `run
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shlex
 import subprocess
 import threading
@@ -106,8 +107,8 @@ def popen_streaming(
     """Run a local process (which may be `ssh`) with streamed stdin/stdout.
 
     The writer runs in a thread so a slow reader never deadlocks a fast writer; output is read
-    in a thread and handed to `on_output` chunk by chunk. The result keeps the last TAIL_BYTES
-    of stdout (and all of stderr up to TAIL_BYTES).
+    in a thread and handed to `on_output` chunk by chunk. With `on_output`, the result keeps
+    only the last TAIL_BYTES of stdout and of stderr; without it, all of both.
 
     On cancel or timeout, `on_abort(first bytes of stderr)` runs before the process is killed:
     an `ssh` client hands its pipes to the shared master connection, so killing the client
@@ -125,14 +126,23 @@ def popen_streaming(
     except FileNotFoundError as err:
         raise TransportError(f"cannot run {popen_argv[0]!r}: {err.strerror}") from None
 
+    if process.stdin is not None:
+        # A 1 MiB pipe lets the producer (tar + gzip here) run ahead of ssh's encryption
+        # instead of alternating with it 64 KiB at a time.
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+
     stdout_tail = bytearray()
     stderr_tail = bytearray()
     stderr_head = bytearray()
     writer_error: list[BaseException] = []
 
+    # Without a callback the caller wants the whole output, like subprocess.run gives it.
+    keep_all = on_output is None
+
     def keep_tail(buffer: bytearray, data: bytes) -> None:
         buffer += data
-        if len(buffer) > TAIL_BYTES:
+        if not keep_all and len(buffer) > TAIL_BYTES:
             del buffer[: len(buffer) - TAIL_BYTES]
 
     def read_stdout() -> None:

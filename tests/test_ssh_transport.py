@@ -129,3 +129,9 @@ def test_bad_destination_is_refused() -> None:
     for bad in ("-oProxyCommand=x", "a b", "", "host:port"):
         with pytest.raises(ValueError):
             SshTarget.parse(bad)
+
+
+def test_large_output_arrives_whole(sshd: SshdServer) -> None:
+    transport = sshd.transport()
+    result = transport.run(["head", "-c", "3000000", "/dev/zero"])
+    assert len(result.stdout) == 3_000_000
