@@ -53,6 +53,19 @@ def make_line(rng: random.Random, i: int) -> str:
     return f"Epoch [{epoch}/10] [Batch {step}/{total}] Loss {loss:.4f} val_loss: {loss * 1.2:.4f}"
 
 
+QUIET = [
+    "INFO:root:saving checkpoint to /runs/ckpt/model_{i}.pt",
+    "  warnings.warn(  # deprecated argument; see https://example.org/docs#{i}",
+    "Downloading shard {i} of the dataset from the cache",
+    "[rank0]: NCCL INFO Channel {i} : 0[0] -> 1[1] via P2P/IPC",
+]
+
+
+def generate_quiet(lines: int) -> bytes:
+    """Lines that carry no metrics: what the parser should skip for almost nothing."""
+    return "\n".join(QUIET[i % 4].format(i=i) for i in range(lines)).encode() + b"\n"
+
+
 def generate(lines: int) -> bytes:
     rng = random.Random(7)
     return "\n".join(make_line(rng, i) for i in range(lines)).encode() + b"\n"
@@ -100,6 +113,13 @@ def main() -> None:
         print(
             f"{label:<36}: {seen / seconds:>12,.0f} lines/s  ({seconds:.2f} s, {points:,} points)"
         )
+    quiet = blocks_of(generate_quiet(lines))
+    floor_s, counted = floor(quiet)
+    seconds, points, seen = parse(quiet, as_text=False)
+    print(
+        f"{lines:,} lines without metrics: floor {counted / floor_s:,.0f} lines/s, "
+        f"parser {seen / seconds:,.0f} lines/s ({points} points)"
+    )
 
 
 if __name__ == "__main__":
