@@ -377,7 +377,7 @@ class ProgressTracker:
         """(units left in the run, units left in this epoch, units per epoch, reason if unknown)."""
         if self._saw_steps:
             if self.step is None or self.total_steps is None:
-                return None, None, None, "unknown: the log shows no step total"
+                return None, None, None, "unknown: no step total in the log"
             in_epoch = max(self.total_steps - self.step, 0)
             if not self.per_epoch_steps:
                 return float(in_epoch), float(in_epoch), None, ""
@@ -386,7 +386,7 @@ class ProgressTracker:
                     None,
                     float(in_epoch),
                     float(self.total_steps),
-                    "unknown: the log does not show how many epochs",
+                    "unknown: number of epochs not in the log",
                 )
             later_epochs = max(self.total_epochs - math.floor(self._epoch_number(self.epoch)), 0)
             return (
@@ -397,7 +397,7 @@ class ProgressTracker:
             )
         if self.epoch is not None:
             if self.total_epochs is None:
-                return None, None, None, "unknown: the log shows no epoch total"
+                return None, None, None, "unknown: no epoch total in the log"
             left = max(self.total_epochs - self._epochs_done, 0.0)
             return left, None, None, ""
         return None, None, None, "unknown: no progress in the log yet"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # -- the point --------------------------------------------------------------------------------
@@ -156,8 +156,7 @@ SUMMARY_KEYS = ("train_runtime", "train_samples_per_second")
 TOTAL_STEP_NAMES = frozenset({"total_steps", "max_steps", "max_iters", "num_steps"})
 TOTAL_EPOCH_NAMES = frozenset({"total_epochs", "num_epochs", "max_epochs", "epochs_total"})
 
-# A plan's targets: MetricPoint fields, or ("m", name) for metrics.
-FLOAT_TARGETS = ("epoch", "loss", "elapsed_s", "remaining_s", "rate")
+# MetricPoint fields that hold whole numbers (a plan's other targets are floats or metrics).
 INT_TARGETS = ("total_epochs", "step", "total_steps")
 
 
@@ -175,7 +174,7 @@ class Plan:
 
     `build(raw, line)` makes the point. It starts as the interpreted `apply`; once the shape
     has been seen COMPILE_AFTER_USES times it is replaced by a function compiled for this shape
-    (constant slices, no loop over fields), several times faster. Only byte offsets go into the
+    (constant slices, no loop over fields), about twice as fast. Only byte offsets go into the
     generated source; metric names are passed in as a tuple, never pasted into code."""
 
     __slots__ = ("build", "fields", "is_validation", "kind", "uses")
@@ -722,14 +721,6 @@ def parse_text(text: str | bytes, extra_patterns: Sequence[str] = ()) -> list[Me
     """All points of a whole text (tests, small files)."""
     parser = LogParser(extra_patterns)
     return parser.feed(text) + parser.flush()
-
-
-def parse_blocks(blocks: Iterable[bytes], extra_patterns: Sequence[str] = ()):
-    """Points of a stream of byte blocks, block by block (large files, never all in memory)."""
-    parser = LogParser(extra_patterns)
-    for block in blocks:
-        yield parser.feed(block)
-    yield parser.flush()
 
 
 def as_json_point(point: MetricPoint) -> dict:

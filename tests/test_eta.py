@@ -140,7 +140,7 @@ def test_unknown_number_of_epochs_gives_this_epoch_only():
     )
     feed(tracker, points, 0.0)
     summary = tracker.summary(0.0)
-    assert summary.eta_seconds is None and "how many epochs" in summary.eta_reason
+    assert summary.eta_seconds is None and "number of epochs" in summary.eta_reason
     assert summary.epoch_eta_seconds == pytest.approx(81 / 10.0)
 
 
