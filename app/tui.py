@@ -76,6 +76,7 @@ class RunctlApp(App[int]):
         Binding("t", "train", "Train", id="run.train"),
         Binding("s", "stop_run", "Stop run", id="run.stop"),
         Binding("r", "resume", "Resume", id="checkpoint.resume"),
+        Binding("c", "cleanup_checkpoints", "Clean up", id="checkpoint.cleanup"),
         Binding("e", "events", "Events", id="app.events"),
         Binding("g", "refresh_now", "Refresh", id="app.refresh"),
         Binding("f", "toggle_follow", "Follow", id="log.follow"),
@@ -107,6 +108,8 @@ class RunctlApp(App[int]):
         )
         self.sub_title = self._base_sub_title
         self._announced_failures: set[str] = set()
+        self._announced_stale: set[str] = set()
+        self.checkpoint_infos: list = []  # of the selected run, as last listed
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -209,6 +212,7 @@ class RunctlApp(App[int]):
         table = self.runs_table
         table.show_runs(event.runs, now=self.clock())
         self._announce_early_failures(event.runs)
+        self._announce_stale_checkpoints(event.runs)
         if self.selected_run_id is None and event.runs:
             first = sorted(event.runs, key=lambda r: (not r.active, -r.started_at))[0]
             self._select_run(first)
@@ -234,6 +238,26 @@ class RunctlApp(App[int]):
                     title=f"Run {run.id} failed",
                     severity="error",
                     timeout=20,
+                )
+
+    def _announce_stale_checkpoints(self, runs: list[Run]) -> None:
+        """Once per run: the hours lost when an instance dies are those since its last save."""
+        limit_s = self.settings.checkpoints.stale_minutes * 60
+        for run in runs:
+            if not run.active or run.id in self._announced_stale:
+                continue
+            since = run.last_checkpoint_at or run.started_at
+            if self.clock() - since > limit_s:
+                self._announced_stale.add(run.id)
+                saved = (
+                    "no checkpoint yet" if run.last_checkpoint_at is None else "no new checkpoint"
+                )
+                self.notify(
+                    f"Run {run.id} has written {saved} for {(self.clock() - since) / 60:.0f} "
+                    "minutes: everything since is lost if the machine dies.",
+                    title="Checkpoints are getting old",
+                    severity="warning",
+                    timeout=15,
                 )
 
     @on(RunsTable.Selected)
@@ -363,6 +387,7 @@ class RunctlApp(App[int]):
     def checkpoints_listed(self, event: CheckpointsListed) -> None:
         if event.run_id != self.selected_run_id:
             return
+        self.checkpoint_infos = event.infos
         self.checkpoints_table.show_checkpoints(event.infos, event.best_path, self.clock())
         with contextlib.suppress(NoMatches):  # the app may be closing
             self.lower_tabs.get_tab("tab-checkpoints").label = f"Checkpoints ({len(event.infos)})"
@@ -520,6 +545,14 @@ class RunctlApp(App[int]):
         if checkpoint is None or run is None:
             self.notify("Select a checkpoint of a run to resume from it.", severity="warning")
             return
+        if checkpoint.status != "ok":
+            self.notify(
+                f"{checkpoint.name} is {checkpoint.status} ({checkpoint.error}); "
+                "pick another checkpoint to resume from.",
+                title="Cannot resume from this checkpoint",
+                severity="error",
+            )
+            return
         from app.checkpoints import resume_argv
 
         args = resume_argv(run.args, self.settings.train.resume_args, checkpoint.path)
@@ -529,6 +562,70 @@ class RunctlApp(App[int]):
             parent_run_id=run.id,
             parent_checkpoint=checkpoint.path,
         )
+
+    @on(CheckpointsTable.DetailsRequested)
+    def checkpoint_details(self, event: CheckpointsTable.DetailsRequested) -> None:
+        from app.screens.checkpoint_details import CheckpointDetailsScreen
+
+        is_best = event.checkpoint.path == self.checkpoints_table.best_path
+        self.push_screen(CheckpointDetailsScreen(event.checkpoint, is_best))
+
+    def action_cleanup_checkpoints(self) -> None:
+        run = self.selected_run
+        if run is None or not self.checkpoint_infos:
+            self.notify("Select a run with checkpoints to clean them up.", severity="warning")
+            return
+        from app.checkpoints import plan_cleanup
+
+        keep = self.settings.checkpoints.keep_newest
+        protect = set()
+        if run.active:
+            # The newest file of a running run may be the one it is writing right now.
+            protect.add(max(self.checkpoint_infos, key=lambda c: c.mtime).path)
+        plan = plan_cleanup(self.checkpoint_infos, keep, protect)
+        if not plan.delete:
+            self.notify(
+                f"Nothing to delete: {len(plan.keep)} checkpoints, keeping the newest {keep} "
+                "and the best.",
+                title="Clean up checkpoints",
+            )
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_checkpoints(run, plan)
+
+        self.push_screen(
+            ConfirmModal(
+                f"Delete {len(plan.delete)} checkpoints of run {run.id}?",
+                "\n".join(plan.describe()),
+                confirm_label="Delete",
+            ),
+            answered,
+        )
+
+    @work(thread=True, group="cleanup", exit_on_error=False, description="Deleting checkpoints")
+    def delete_checkpoints(self, run: Run, plan) -> None:
+        from app.checkpoints import delete_checkpoints
+        from widgets.formatting import size
+
+        with self.oplog.operation(
+            "cleanup-checkpoints", f"{run.provider}:{run.host}", run_id=run.id
+        ) as op:
+            report = delete_checkpoints(plan)
+            op.message = f"deleted {len(report.deleted)}, freed {size(report.bytes_freed)}"
+            if report.failed:
+                op.result = "error"
+                op.message += "; kept " + "; ".join(
+                    f"{path}: {why}" for path, why in report.failed.items()
+                )
+        self.call_from_thread(
+            self.notify,
+            op.message,
+            title="Checkpoints cleaned up",
+            severity="warning" if report.failed else "information",
+        )
+        self.call_from_thread(self.list_checkpoints, run)
 
     # -- general -----------------------------------------------------------------------------------
     def action_refresh_now(self) -> None:

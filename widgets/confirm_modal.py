@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -19,7 +19,7 @@ class ConfirmModal(ModalScreen[bool]):
         align: center middle;
     }
     ConfirmModal > Vertical {
-        width: 72;
+        width: 84;
         max-width: 90%;
         height: auto;
         border: thick $error 80%;
@@ -31,7 +31,9 @@ class ConfirmModal(ModalScreen[bool]):
         color: $error;
         margin-bottom: 1;
     }
-    ConfirmModal #confirm-body {
+    ConfirmModal #confirm-scroll {
+        height: auto;
+        max-height: 24;
         margin-bottom: 1;
     }
     ConfirmModal Horizontal {
@@ -58,7 +60,8 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, id="confirm-title")
-            yield Static(self.body_text, id="confirm-body", markup=False)
+            with VerticalScroll(id="confirm-scroll"):  # a cleanup can list many files
+                yield Static(self.body_text, id="confirm-body", markup=False)
             with Horizontal():
                 yield Button(f"{self.confirm_label} (y)", variant="error", id="confirm")
                 yield Button("Cancel (n)", variant="primary", id="cancel")

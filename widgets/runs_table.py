@@ -53,7 +53,9 @@ class RunsTable(FilterableTable):
             epoch = "—"
             if run.last_epoch is not None:
                 epoch = f"{run.last_epoch:g}" + (f"/{run.total_epochs}" if run.total_epochs else "")
-            script = run.script + (" ↻" if run.parent_run_id else "")
+            script = run.script
+            if run.parent_run_id:  # lineage: resumed from a checkpoint of that run
+                script += f" ↻{run.parent_run_id.rsplit('-', 1)[-1]}"
             ckpt = Text(duration(now - run.last_checkpoint_at) if run.last_checkpoint_at else "—")
             if (
                 run.active

@@ -1,0 +1,56 @@
+"""Regenerate the SVG screenshots that README.md shows: `python screenshots/make_screenshots.py`.
+
+They are taken from the same scene as the snapshot tests (tests/dashboard_scene.py): a project
+with history and a training in progress, at 120x36.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from textual._doc import take_svg_screenshot  # noqa: E402
+
+from tests.dashboard_scene import build_scene, stop_scene, wait_until_painted  # noqa: E402
+
+SIZE = (120, 36)
+
+
+async def stop_dialog(pilot) -> None:
+    await wait_until_painted(pilot)
+    await pilot.press("s")
+    await pilot.pause(0.3)
+
+
+async def launch_dialog(pilot) -> None:
+    await wait_until_painted(pilot)
+    await pilot.press("t")
+    await pilot.pause(0.3)
+    pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
+    await pilot.press("ctrl+d")
+    await pilot.pause(1.0)
+
+
+SHOTS = {
+    "dashboard.svg": wait_until_painted,
+    "launch-dialog.svg": launch_dialog,
+    "stop-confirmation.svg": stop_dialog,
+}
+
+
+def main() -> None:
+    for name, before in SHOTS.items():
+        app, service, _project = build_scene()
+        try:
+            svg = take_svg_screenshot(app=app, terminal_size=SIZE, run_before=before)
+        finally:
+            stop_scene(service)
+        (HERE / name).write_text(svg)
+        print(f"wrote screenshots/{name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The Checkpoints pane driven with Pilot: metadata and the best mark, unsafe files listed but
+never executed, sorting, details, cleanup behind a confirmation that lists every file, and a
+resume that really continues the example training from the chosen checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from app.settings import load_settings
+from app.store import Run
+from app.tui import RunctlApp
+from tests.conftest import wait_until
+from tests.test_checkpoint_safety import malicious_files
+from tests.test_dashboard_pilot import until
+from widgets.confirm_modal import ConfirmModal
+
+
+def make_app(project: Path) -> RunctlApp:
+    return RunctlApp(load_settings(project), project)
+
+
+def example_checkpoint(directory: Path, epoch: int, loss: float, mtime: float) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"epoch-{epoch:04d}.ckpt.json"
+    state = {
+        "format": "runctl-example-v1",
+        "epoch": epoch,
+        "epoch_complete": True,
+        "total_epochs": 10,
+        "step": epoch * 100,
+        "total_steps": 1000,
+        "loss": loss,
+        "weights": [0.0] * 16,
+        "bias": 0.0,
+    }
+    path.write_text(json.dumps(state))
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def finished_run(app: RunctlApp, project: Path, run_id: str) -> Run:
+    local = app.service.local.list_instances()[0]
+    run_dir = app.settings.runs_root / run_id
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "output.log").write_text("Epoch 1/10 step 100/1000 loss=0.5\n")
+    (run_dir / "exit_code").write_text("0\n")
+    run = Run(
+        id=run_id,
+        host=local.id,
+        provider="local",
+        instance_id=local.id,
+        project_root=str(project),
+        script="training/train.py",
+        args=["--epochs", "10", "--step-delay", "0.01"],
+        started_at=time.time() - 3600,
+        ended_at=time.time() - 3000,
+        status="finished",
+        exit_code=0,
+        run_dir=str(run_dir),
+        checkpoint_dir=str(run_dir / "checkpoints"),
+    )
+    app.store.add_run(run)
+    return run
+
+
+async def test_pane_lists_metadata_marks_the_best_and_never_runs_a_malicious_pickle(
+    project: Path, tmp_path: Path
+) -> None:
+    app = make_app(project)
+    run = finished_run(app, project, "20261101-100000-aaaaaa")
+    directory = Path(run.checkpoint_dir)
+    now = time.time()
+    for epoch, loss in ((1, 0.61), (2, 0.42), (3, 0.47)):
+        example_checkpoint(directory, epoch, loss, now - 1000 + epoch * 100)
+    marker = tmp_path / "pwned"
+    for name, content in malicious_files(marker).items():
+        (directory / name).write_bytes(content)
+    (directory / "truncated.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 20)
+
+    async with app.run_test(size=(120, 36)) as pilot:
+        table = app.checkpoints_table
+        expected_rows = 3 + len(malicious_files(marker)) + 1
+        await until(pilot, lambda: table.row_count == expected_rows)
+        best = table.get_row(str(directory / "epoch-0002.ckpt.json"))
+        assert str(best[0]) == "★" and str(best[5]) == "0.42" and str(best[4]) == "200"
+        statuses = {str(table.get_row(key.value)[2]) for key in table.rows}
+        assert {"unsafe", "corrupt", "example-json"} <= statuses
+        unsafe_row = table.get_row(str(directory / "plain-protocol2.pt"))
+        assert str(unsafe_row[2]) == "unsafe"
+
+        # Details of the unsafe file say why, and nothing ran.
+        table.focus()
+        table.move_cursor(row=table.get_row_index(str(directory / "plain-protocol2.pt")))
+        await pilot.press("enter")
+        details = await until(pilot, lambda: app.screen.query("Static").first() and app.screen)
+        text = str(details.query("Static").first().render())
+        assert "unsafe" in text and "refuses GLOBAL" in text
+        await pilot.press("escape")
+
+        # Sorting by loss puts the best first; cycling goes on to age.
+        table.sort_by("Loss", reverse=False)
+        await pilot.pause()
+        assert str(table.get_row_at(0)[1]).startswith("epoch-0002")
+        assert "Loss ▲" in [str(c.label) for c in table.columns.values()]
+    assert not marker.exists(), "a pickle's payload ran"
+
+
+async def test_cleanup_confirms_every_file_then_keeps_newest_and_best(project: Path) -> None:
+    (project / "runctl.toml").write_text("[checkpoints]\nkeep_newest = 2\n")
+    app = make_app(project)
+    run = finished_run(app, project, "20261101-100000-bbbbbb")
+    directory = Path(run.checkpoint_dir)
+    now = time.time()
+    losses = {1: 0.30, 2: 0.50, 3: 0.55, 4: 0.52, 5: 0.51}  # epoch 1 is the best
+    for epoch, loss in losses.items():
+        example_checkpoint(directory, epoch, loss, now - 1000 + epoch * 100)
+
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.checkpoints_table.row_count == 5)
+        await pilot.press("c")
+        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+        body = str(modal.query_one("#confirm-body").render())
+        assert "Delete 2" in body and "Keep 3" in body
+        for epoch in (2, 3):
+            assert f"- epoch-{epoch:04d}.ckpt.json" in body
+        for epoch in (1, 4, 5):
+            assert f"+ epoch-{epoch:04d}.ckpt.json" in body
+        assert app.focused.id == "cancel"
+        await pilot.press("y")
+        await until(pilot, lambda: app.checkpoints_table.row_count == 3)
+    remaining = sorted(p.name for p in directory.iterdir())
+    assert remaining == ["epoch-0001.ckpt.json", "epoch-0004.ckpt.json", "epoch-0005.ckpt.json"]
+
+
+async def test_resume_from_a_checkpoint_continues_the_example_and_records_lineage(
+    project: Path,
+) -> None:
+    app = make_app(project)
+    parent = finished_run(app, project, "20261101-100000-cccccc")
+    checkpoint = example_checkpoint(Path(parent.checkpoint_dir), 3, 0.45, time.time() - 100)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.checkpoints_table.row_count == 1)
+        app.checkpoints_table.focus()
+        await pilot.press("r")
+        screen = await until(pilot, lambda: app.screen.query("#args").first() and app.screen)
+        args = screen.query_one("#args").value
+        assert f"--resume {checkpoint}" in args and "--epochs 10" in args
+        assert "Resume training" in str(screen.query_one("#launch-title").render())
+        await pilot.click("#start")
+        child = await until(
+            pilot,
+            lambda: next((r for r in app.store.runs() if r.parent_run_id == parent.id), None),
+        )
+        assert child.parent_checkpoint == str(checkpoint)
+        assert child.args.count("--resume") == 1
+        log = Path(child.log_path)
+        wait_until(lambda: "Resumed from" in log.read_text())
+        assert f"Resumed from {checkpoint} at epoch 4/10 step 300" in log.read_text()
+        wait_until(lambda: "Epoch 4/10 step 310/1000" in log.read_text())
+        # The Runs pane shows where it came from: the parent's unique id part.
+        await until(pilot, lambda: "↻cccccc" in str(app.runs_table.get_row(child.id)[1]))
+        app.service.stop(app.store.get_run(child.id), grace_s=5)
