@@ -161,5 +161,8 @@ async def test_resume_from_a_checkpoint_continues_the_example_and_records_lineag
         assert f"Resumed from {checkpoint} at epoch 4/10 step 300" in log.read_text()
         wait_until(lambda: "Epoch 4/10 step 310/1000" in log.read_text())
         # The Runs pane shows where it came from: the parent's unique id part.
-        await until(pilot, lambda: "↻cccccc" in str(app.runs_table.get_row(child.id)[1]))
+        table = app.runs_table
+        await until(
+            pilot, lambda: child.id in table.rows and "↻cccccc" in str(table.get_row(child.id)[1])
+        )
         app.service.stop(app.store.get_run(child.id), grace_s=5)
