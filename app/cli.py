@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "checkpoints":
         from app.checkpoint_report import checkpoints_main
 
-        return checkpoints_main(args.path, args.json)
+        return checkpoints_main(args.path, args.json, settings.checkpoints.globs)
     if args.command == "instances":
         from app.instances_report import instances_main
 
