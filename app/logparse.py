@@ -647,15 +647,6 @@ class LogParser:
             split_records = None
         for raw, shape in zip(raw_lines, shape_lines, strict=True):
             number += 1
-            plan = get(shape)
-            if plan is not None and cached:
-                if plan is no_plan:
-                    continue
-                try:
-                    append(plan.build(raw, number))
-                    continue
-                except (ValueError, OverflowError):
-                    pass
             if split_records is not None and (b"\r" in raw or b"\x08" in raw):
                 # A line of \r-separated updates: each is a record (plans are per update).
                 for raw_part, shape_part in zip(
@@ -674,7 +665,17 @@ class LogParser:
                             pass
                     if (point := record(raw_part, shape_part, number)) is not None:
                         append(point)
-            elif raw and (point := record(raw, shape, number)) is not None:
+                continue
+            plan = get(shape)
+            if plan is not None and cached:
+                if plan is no_plan:
+                    continue
+                try:
+                    append(plan.build(raw, number))
+                    continue
+                except (ValueError, OverflowError):
+                    pass
+            if raw and (point := record(raw, shape, number)) is not None:
                 append(point)
         self.lines_seen = number
         if open_raw:
