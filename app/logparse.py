@@ -104,6 +104,10 @@ STEP_RE = re.compile(
     r"(?<![\w/])(?:global[_ ]step|step|iter(?:ation)?|batch|it)(?:\s*[:=#])?(?:\s*\[)?\s*(\d+)(?:\s*/\s*(\d+))?",
     re.I,
 )
+BRACKET_PROGRESS_RE = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\b")
+VALIDATION_LINE_RE = re.compile(
+    r"^\W*(?:test|val|valid|validation|validating|eval|evaluation|evaluating)\b", re.I
+)
 # `loss: 0.4`, `val_loss=0.5`, `Train Loss: 0.4`, `val loss 2.23`, `acc: 91.2%`.
 QUALIFIER = (
     r"train|training|val|valid|validation|eval|test|avg|average|mean|running|total|batch|epoch"
@@ -461,6 +465,8 @@ def analyse(record: str) -> Plan | None:
 
     if not build.fields:
         return None
+    if kind == "text" and VALIDATION_LINE_RE.match(text):
+        is_validation = True  # `Test set: Average loss: 0.0034`, `Validation loss: 0.5`
     if kind != "summary" and not is_validation:
         _promote_loss(build)
     if kind == "text" and not is_validation:
@@ -502,6 +508,15 @@ def _text_fields(text: str, build: _Builder) -> None:
         build.add("step", *step.span(1))
         if step.group(2):
             build.add("total_steps", *step.span(2))
+    elif epoch:
+        # PyTorch's examples: `Train Epoch: 1 [640/60000 (1%)]  Loss: 0.51` (not the epoch's own
+        # `Epoch [3/10]`; and only beside an epoch, so a build's `[12/340] Building` is no step).
+        taken = epoch.span()
+        for progress in BRACKET_PROGRESS_RE.finditer(text):
+            if not taken[0] <= progress.start() < taken[1]:
+                build.add("step", *progress.span(1))
+                build.add("total_steps", *progress.span(2))
+                break
     _text_pairs(text, 0, len(text), build)
 
 

@@ -82,6 +82,23 @@ def test_loss_spellings(line, loss, metrics):
     assert point.metrics == metrics
 
 
+def test_pytorch_example_lines():
+    train = only("Train Epoch: 1 [640/60000 (1%)]\tLoss: 0.512345")
+    assert (train.epoch, train.step, train.total_steps, train.loss) == (1.0, 640, 60000, 0.512345)
+    test = only("Test set: Average loss: 0.0034, Accuracy: 9845/10000 (98%)")
+    assert test.is_validation and test.loss is None
+    assert test.val_loss == 0.0034
+
+
+def test_a_build_step_counter_is_not_training_progress():
+    assert parse_text("[12/340] Building CXX object csrc/kernels.cu.o") == []
+
+
+def test_a_line_that_starts_with_validation_is_validation():
+    point = only("Validation loss: 0.25, accuracy: 0.9")
+    assert point.is_validation and point.val_loss == 0.25 and point.loss is None
+
+
 def test_validation_only_line_is_not_training_progress():
     point = only("epoch 2 val_loss: 0.51 val_acc: 0.8")
     assert point.is_validation
