@@ -217,3 +217,30 @@ def test_loss_history_covers_the_whole_run_in_bounded_memory():
     assert history.values[0] < MAX_HISTORY / 2  # the start of the run is still there
     assert history.values[-1] > 9 * MAX_HISTORY
     assert history.stride >= 8
+
+
+def test_live_tqdm_run_through_the_parser_gives_a_steady_eta():
+    """Three epochs of 100 steps at 10 steps/s, fed as a live follow would: chunks of text."""
+    from app.logparse import LogParser
+
+    parser, tracker = LogParser(), ProgressTracker()
+    etas = []
+    for epoch in range(1, 4):
+        for n in range(0, 101):
+            left = (100 - n) / 10
+            update = (
+                f"\rEpoch {epoch}/3: {n:3d}%|#| {n}/100 "
+                f"[00:{n // 10:02d}<00:{int(left):02d}, 10.00it/s, loss={1 / (n + epoch):.3f}]"
+            )
+            now = (epoch - 1) * 10.0 + n / 10
+            tracker.update(parser.feed(update), now)
+            if n == 50:
+                etas.append((epoch, tracker.summary(now).eta_seconds))
+        tracker.update(parser.feed("\n"), now)
+    # Half of this epoch's 100 steps and every later epoch's 100, at 10 steps/s.
+    assert etas == [
+        (1, pytest.approx(25.0, abs=1.1)),
+        (2, pytest.approx(15.0, abs=1.1)),
+        (3, pytest.approx(5.0, abs=1.1)),
+    ]
+    assert tracker.summary(30.0).eta_seconds == 0.0
