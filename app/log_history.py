@@ -19,8 +19,13 @@ only needs the tail, which the app parses with the real parser. No textual impor
 from __future__ import annotations
 
 import codecs
+import itertools
+import json
 import math
+import os
 import re
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +33,9 @@ from typing import Any, Protocol
 BLOCK_BYTES = 8 << 20
 MAX_BUCKETS = 2048
 
-_NUMBER = rb"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)"
+# Loose on purpose (a strict float grammar costs the regex a third of its speed): what is not a
+# number (`loss 1-2`) is dropped when converting.
+_NUMBER = rb"([-+\d.][\d.eE+-]*|nan|inf|-inf)"
 _KEY_TO_VALUE = rb"[\"']?[ \t]*[:=]?[ \t]*[\"']?"
 # The training loss: `loss`, `Loss`, `train_loss`, `training_loss`, `train/loss`, `train loss`,
 # `avg loss`, quoted keys (`'loss': '1.8'`, `"loss": 0.5`) — but not `val loss`, `eval_loss`,
@@ -53,9 +60,9 @@ Column = tuple[int, float, float, float]  # count, sum, min, max
 class BucketSeries:
     """(x, y) points downsampled as they arrive: bucket b holds x in [b*span, (b+1)*span)."""
 
-    def __init__(self, max_buckets: int = MAX_BUCKETS) -> None:
+    def __init__(self, max_buckets: int = MAX_BUCKETS, span: int = 1) -> None:
         self.max_buckets = max_buckets
-        self.span = 1
+        self.span = span  # a power of two; start wider when many points are expected
         self.counts: list[int] = []
         self.sums: list[float] = []
         self.lows: list[float] = []
@@ -63,6 +70,29 @@ class BucketSeries:
         self.points = 0
         self.nonfinite = 0
         self.last: float | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "max_buckets": self.max_buckets,
+            "span": self.span,
+            "counts": self.counts,
+            "sums": self.sums,
+            "lows": self.lows,
+            "highs": self.highs,
+            "points": self.points,
+            "nonfinite": self.nonfinite,
+            "last": self.last,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BucketSeries:
+        series = cls(state["max_buckets"])
+        series.span = state["span"]
+        series.counts, series.sums = state["counts"], state["sums"]
+        series.lows, series.highs = state["lows"], state["highs"]
+        series.points, series.nonfinite = state["points"], state["nonfinite"]
+        series.last = state["last"]
+        return series
 
     def copy(self) -> BucketSeries:
         other = BucketSeries(self.max_buckets)
@@ -146,6 +176,26 @@ class BucketSeries:
         self.counts, self.sums, self.lows, self.highs = counts, sums, lows, highs
         self.span *= 2
 
+    def merge_from(self, other: BucketSeries, x_offset: int) -> None:
+        """Add another series' buckets, shifted by `x_offset` (each lands where its middle is)."""
+        for bucket, count in enumerate(other.counts):
+            if not count:
+                continue
+            x = x_offset + bucket * other.span + other.span // 2
+            target = x // self.span
+            while target >= self.max_buckets:
+                self._halve()
+                target = x // self.span
+            self._grow_to(target)
+            self.counts[target] += count
+            self.sums[target] += other.sums[bucket]
+            self.lows[target] = min(self.lows[target], other.lows[bucket])
+            self.highs[target] = max(self.highs[target], other.highs[bucket])
+        self.points += other.points
+        self.nonfinite += other.nonfinite
+        if other.last is not None:
+            self.last = other.last
+
     def columns(self, width: int, x_total: int, x_offset: int = 0) -> list[Column | None]:
         """The series cut into `width` equal columns of x over [0, x_total), this series
         starting at `x_offset`; a column with no point is None."""
@@ -161,6 +211,20 @@ class BucketSeries:
             entry = (count, self.sums[bucket], self.lows[bucket], self.highs[bucket])
             result[column] = merge_columns(result[column], entry)
         return result
+
+
+def to_float(raw: bytes) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def to_floats(raw: list[bytes]) -> list[float]:
+    try:
+        return list(map(float, raw))  # C speed; the loose pattern rarely lets junk through
+    except ValueError:
+        return [value for value in map(to_float, raw) if value is not None]
 
 
 def merge_columns(a: Column | None, b: Column | None) -> Column | None:
@@ -182,10 +246,25 @@ class LossPoint(Protocol):
 class LossHistory:
     """Training loss by record number and validation loss at the record count it appeared."""
 
-    def __init__(self, max_buckets: int = MAX_BUCKETS) -> None:
-        self.train = BucketSeries(max_buckets)
-        self.validation = BucketSeries(max_buckets)
+    def __init__(self, max_buckets: int = MAX_BUCKETS, span: int = 1) -> None:
+        self.train = BucketSeries(max_buckets, span)
+        self.validation = BucketSeries(max_buckets, span)
         self.train_records = 0  # x of the next training loss
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "train": self.train.state(),
+            "validation": self.validation.state(),
+            "train_records": self.train_records,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LossHistory:
+        history = cls()
+        history.train = BucketSeries.from_state(state["train"])
+        history.validation = BucketSeries.from_state(state["validation"])
+        history.train_records = state["train_records"]
+        return history
 
     def copy(self) -> LossHistory:
         """A snapshot to hand to the UI while a worker keeps adding to this one."""
@@ -209,7 +288,7 @@ class LossHistory:
             if val_loss is not None:
                 self.validation.add(self.train_records, val_loss)
 
-    def add_block(self, data: bytes) -> None:
+    def add_block(self, data: bytes | memoryview) -> None:
         """Losses in a block of whole lines, in the order they appear."""
         position = 0
         train: list[bytes] = []
@@ -218,14 +297,23 @@ class LossHistory:
         for match in VALIDATION_LOSS.finditer(data):
             train += TRAIN_LOSS.findall(data, position, match.start())
             validation_x.append(self.train_records + len(train))
-            validation_y.append(float(match.group(1)))
+            value = to_float(match.group(1))
+            if value is None:
+                continue
+            validation_y.append(value)
             position = match.end()
         train += TRAIN_LOSS.findall(data, position)
         if train:
-            values = list(map(float, train))
+            values = to_floats(train)
             self.train.extend(self.train_records, values)
             self.train_records += len(values)
         self.validation.add_many(validation_x, validation_y)
+
+    def append_history(self, other: LossHistory) -> None:
+        """Continue with a history of the log part that follows (a parallel scan's part)."""
+        self.train.merge_from(other.train, self.train_records)
+        self.validation.merge_from(other.validation, self.train_records)
+        self.train_records += other.train_records
 
 
 @dataclass(slots=True)
@@ -251,28 +339,23 @@ def iter_line_blocks(
     end: int | None = None,
     block_bytes: int = BLOCK_BYTES,
     cancelled: Callable[[], bool] = lambda: False,
-) -> Iterator[tuple[bytes, int]]:
-    """Blocks of whole lines from `start` to `end` (a line longer than a block is split), each
-    with the offset just past it."""
+) -> Iterator[tuple[memoryview, int]]:
+    """Blocks of whole lines from `start` to `end`, each with the offset just past it; a line
+    longer than a block comes in block-sized pieces. Blocks are views, not copies: the partial
+    line at a block's end is read again as the start of the next."""
     end = source.size() if end is None else end
     position = start
-    carry = b""
     while position < end and not cancelled():
         data = source.read(position, min(block_bytes, end - position))
         if not data:
             break
-        position += len(data)
-        data = carry + data
-        cut = data.rfind(b"\n") + 1 if position < end else len(data)
-        if cut == 0 and len(data) < 4 * block_bytes:
-            carry = data
-            continue
-        if cut == 0:
-            cut = len(data)  # one enormous line: take it in pieces
-        carry = data[cut:]
-        yield data[:cut], position - len(carry)
-    if carry and not cancelled():
-        yield carry, position
+        cut = len(data)
+        if position + len(data) < end:
+            newline = data.rfind(b"\n")
+            if newline >= 0:
+                cut = newline + 1
+        position += cut
+        yield memoryview(data)[:cut], position
 
 
 def scan_loss_history(
@@ -283,20 +366,161 @@ def scan_loss_history(
     history: LossHistory | None = None,
     parser: Any | None = None,
     block_bytes: int = BLOCK_BYTES,
+    report_every_s: float = 0.25,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Iterator[HistoryProgress]:
     """Fill a `LossHistory` from the log between `start` and `end`, a block at a time; yields a
-    snapshot after each block. With `parser` (a `LogParser`: `feed(text)`, `flush()`) every line
-    is parsed instead of the fast loss scan."""
+    snapshot at most every `report_every_s` (a redraw per block would cost the UI more than
+    the scan) and always at the end. With `parser` (a `LogParser`: `feed(text)`, `flush()`)
+    every line is parsed instead of the fast loss scan."""
     history = history or LossHistory()
     total = source.size() if end is None else end
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    last_report = time.monotonic()
+    scanned = start
     for block, scanned in iter_line_blocks(source, start, total, block_bytes, cancelled):
         if parser is not None:
-            history.add_points(parser.feed(decoder.decode(block)))
+            history.add_points(parser.feed(decoder.decode(bytes(block))))
         else:
             history.add_block(block)
-        yield HistoryProgress(history.copy(), scanned, total)
-    if parser is not None and not cancelled():
+        if time.monotonic() - last_report >= report_every_s and scanned < total:
+            last_report = time.monotonic()
+            yield HistoryProgress(history.copy(), scanned, total)
+    if cancelled():
+        return
+    if parser is not None:
         history.add_points(parser.feed(decoder.decode(b"", final=True)) + parser.flush())
-        yield HistoryProgress(history.copy(), total, total)
+    yield HistoryProgress(history.copy(), max(scanned, total), total)
+
+
+def scan_range(path: str, start: int, end: int, block_bytes: int = BLOCK_BYTES) -> LossHistory:
+    """The loss history of one part of a local log (a parallel scan's task)."""
+    # Lines are rarely under 40 bytes: start with buckets that will not need halving much.
+    expected_records = (end - start) // 40
+    span = 1 << max(0, (expected_records // MAX_BUCKETS).bit_length() - 1)
+    history = LossHistory(span=span)
+    with open(path, "rb") as handle:
+        source = _HandleSource(handle)
+        for block, _ in iter_line_blocks(source, start, end, block_bytes):
+            history.add_block(block)
+    return history
+
+
+class _HandleSource:
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def size(self) -> int:
+        return os.fstat(self.handle.fileno()).st_size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.handle.fileno(), length, offset)
+
+
+def line_aligned_bounds(source: ReadableSource, end: int, parts: int) -> list[int]:
+    """`parts` + 1 offsets from 0 to `end`, each but the ends just after a line break."""
+    bounds = [0]
+    for part in range(1, parts):
+        guess = max(bounds[-1], end * part // parts)
+        probe = source.read(guess, 1 << 20)
+        newline = probe.find(b"\n")
+        if newline < 0 or guess + newline + 1 >= end:
+            break
+        bounds.append(guess + newline + 1)
+    bounds.append(end)
+    return bounds
+
+
+def scan_loss_history_parallel(
+    path: str,
+    *,
+    end: int | None = None,
+    processes: int | None = None,
+    part_bytes: int = 32 << 20,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Iterator[HistoryProgress]:
+    """`scan_loss_history` of a local file on every core: the file is cut into parts at line
+    breaks, process k of n scans parts k, k+n, ... and reports each as a line of JSON, and the
+    parts are joined in order, so the chart still fills in from the left.
+
+    Plain `python -m app.log_history` children, not multiprocessing: its spawn and fork server
+    re-import the app's main module in every child, and forking a running app (threads, a
+    terminal) is unsafe. A child imports only this module and holds one block."""
+    import selectors
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with open(path, "rb") as handle:
+        source = _HandleSource(handle)
+        size = source.size() if end is None else end
+        parts = max(1, min(512, size // part_bytes + 1))
+        bounds = line_aligned_bounds(source, size, parts)
+    ranges = list(itertools.pairwise(bounds))
+    processes = max(1, min(len(ranges), processes or os.cpu_count() or 1))
+    environment = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, environment.get("PYTHONPATH")) if p
+    )
+    children = []
+    for number in range(processes):
+        mine = [str(edge) for part in ranges[number::processes] for edge in part]
+        command = [sys.executable, "-m", "app.log_history", "scan-ranges", path, *mine]
+        children.append(
+            subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
+            )
+        )
+    history = LossHistory()
+    done: dict[int, LossHistory] = {}
+    joined = 0
+    received = [0] * processes
+    selector = selectors.DefaultSelector()
+    for number, child in enumerate(children):
+        selector.register(child.stdout, selectors.EVENT_READ, number)
+    try:
+        while joined < len(ranges):
+            if cancelled():
+                return
+            for key, _ in selector.select(timeout=0.1):
+                number = key.data
+                line = key.fileobj.readline()
+                if not line:
+                    selector.unregister(key.fileobj)
+                    child = children[number]
+                    if child.wait() != 0:
+                        error = child.stderr.read().decode("utf-8", "replace").strip()
+                        raise RuntimeError(f"scanning {path} failed: {error[-500:]}")
+                    continue
+                part = number + received[number] * processes
+                received[number] += 1
+                done[part] = LossHistory.from_state(json.loads(line))
+            before = joined
+            while joined in done:
+                history.append_history(done.pop(joined))
+                joined += 1
+            if joined > before:
+                yield HistoryProgress(history.copy(), bounds[joined], size)
+    finally:
+        selector.close()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            child.stdout.close()
+            child.stderr.close()
+
+
+def _scan_ranges_command(arguments: list[str]) -> None:
+    """The child of `scan_loss_history_parallel`: one JSON line per (start, end) range."""
+    path, edges = arguments[0], [int(edge) for edge in arguments[1:]]
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        state = scan_range(path, start, end).state()
+        sys.stdout.write(json.dumps(state, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "scan-ranges":
+        _scan_ranges_command(sys.argv[2:])

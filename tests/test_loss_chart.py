@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -13,6 +14,7 @@ from app.log_history import (
     LossHistory,
     iter_line_blocks,
     scan_loss_history,
+    scan_loss_history_parallel,
 )
 from app.log_index import BytesSource
 from app.logparse import LogParser, MetricPoint
@@ -107,7 +109,7 @@ def test_the_scan_fills_in_block_by_block() -> None:
     lines = [f"step {i} loss={1 / (i + 1):.5f}\n" for i in range(20_000)]
     lines[5000] = "step 5000 val_loss=0.25\n"
     data = "".join(lines).encode()
-    progress = list(scan_loss_history(BytesSource(data), block_bytes=64 * 1024))
+    progress = list(scan_loss_history(BytesSource(data), block_bytes=64 * 1024, report_every_s=0))
     assert len(progress) > 3
     fractions = [p.fraction for p in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -118,6 +120,34 @@ def test_the_scan_fills_in_block_by_block() -> None:
     parsed = list(scan_loss_history(BytesSource(data), parser=LogParser()))[-1].history
     assert parsed.train_records == 19_999
     assert math.isclose(sum(parsed.train.sums), sum(final.train.sums))
+
+
+def test_the_parallel_scan_joins_its_parts_in_order(tmp_path) -> None:
+    lines = [f"step {i} loss={(i % 97) / 10:.1f}" for i in range(60_000)]
+    lines[100] = "step 100 loss=nan"
+    lines[59_000] = "{'eval_loss': 0.25}"
+    path = tmp_path / "output.log"
+    path.write_text("\n".join(lines) + "\n")
+    serial = list(scan_loss_history(BytesSource(path.read_bytes())))[-1].history
+    progress = list(scan_loss_history_parallel(str(path), processes=2, part_bytes=64 * 1024))
+    assert len(progress) > 5
+    assert [p.scanned_bytes for p in progress] == sorted(p.scanned_bytes for p in progress)
+    assert progress[-1].fraction == 1.0
+    joined = progress[-1].history
+    assert joined.train_records == serial.train_records == 59_999
+    assert joined.train.points == serial.train.points and joined.nonfinite == 1
+    assert math.isclose(sum(joined.train.sums), sum(serial.train.sums))
+    assert min(joined.train.lows) == 0.0 and max(joined.train.highs) == 9.6
+    # The validation point keeps its place: near the end, in both.
+    column = [i for i, c in enumerate(joined.validation.columns(100, joined.train_records)) if c]
+    assert column == [98]
+
+
+def test_a_history_survives_its_json_state() -> None:
+    history = LossHistory()
+    history.add_block(FORMATS)
+    again = LossHistory.from_state(json.loads(json.dumps(history.state())))
+    assert again.state() == history.state()
 
 
 def test_cancelling_stops_the_scan() -> None:

@@ -322,7 +322,7 @@ class LogView(Vertical):
         self.lines.invalidate()
         self.lines._width = 0
         self.resize_lines()
-        self._open_tail(index)
+        self._index_log(index, open_tail=True)
 
     def clear(self, placeholder: str = "") -> None:
         """Show no log (e.g. a remote run whose log cannot be read yet)."""
@@ -378,7 +378,7 @@ class LogView(Vertical):
         self.scroll_to_end()
         self.status_message = "the log was truncated or replaced; following it from its start"
         self.post_message(self.Reset(self))
-        self._index_backward(self.index, self.index.generation)
+        self._index_log(self.index, open_tail=False)
         if filtered:
             self._start_scan()
         self.update_status()
@@ -407,32 +407,12 @@ class LogView(Vertical):
         group="log-index",
         description="Indexing the log",
     )
-    def _open_tail(self, index: Any) -> None:
-        index.open(TAIL_LINES)
+    def _index_log(self, index: Any, open_tail: bool) -> None:
+        """Index the tail first (when opening) and then backwards to the start of the log."""
+        if open_tail:
+            index.open(TAIL_LINES)
+            self.app.call_from_thread(self._tail_opened, index, index.generation)
         generation = index.generation
-        self.app.call_from_thread(self._tail_opened, index, generation)
-        self._extend_backward(index, generation)
-
-    def _tail_opened(self, index: Any, generation: int) -> None:
-        if index is not self.index or index.generation != generation:
-            return
-        self.line_count = index.line_count
-        self.lines.invalidate()
-        self.resize_lines()
-        self.scroll_to_end()
-        self.update_status()
-
-    @work(
-        thread=True,
-        exclusive=True,
-        exit_on_error=False,
-        group="log-index",
-        description="Indexing the log",
-    )
-    def _index_backward(self, index: Any, generation: int) -> None:
-        self._extend_backward(index, generation)
-
-    def _extend_backward(self, index: Any, generation: int) -> None:
         worker = get_current_worker()
         while not index.complete and not worker.is_cancelled:
             block = index.read_backward()
@@ -442,6 +422,15 @@ class LogView(Vertical):
             self.app.call_from_thread(self._prepend_lines, index, generation, block)
         if index.complete and not worker.is_cancelled:
             self.app.call_from_thread(self._index_complete, index, generation)
+
+    def _tail_opened(self, index: Any, generation: int) -> None:
+        if index is not self.index or index.generation != generation:
+            return
+        self.line_count = index.line_count
+        self.lines.invalidate()
+        self.resize_lines()
+        self.scroll_to_end()
+        self.update_status()
 
     def _prepend_lines(self, index: Any, generation: int, block: Any) -> None:
         if index is not self.index or index.generation != generation:
