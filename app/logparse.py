@@ -22,6 +22,8 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, call, is_not
 
 # -- the point --------------------------------------------------------------------------------
 
@@ -646,53 +648,18 @@ class LogParser:
         shape_lines = shapes.split(b"\n")
         # The piece after the last "\n" is the start of a line that has not ended yet.
         open_raw, open_shape = raw_lines.pop(), shape_lines.pop()
-        points: list[MetricPoint] = []
-        append = points.append
-        plans = self._plans
-        record = self._record
-        number = self.lines_seen
-        get = plans.get
-        no_plan = NO_PLAN
-        cached = not self.extra  # project patterns must see every record
+        first = self.lines_seen + 1
         if b"\x08" in block:
-            split_records = RECORD_SPLIT.split
+            split = RECORD_SPLIT.split
         elif b"\r" in block:
-            split_records = _split_at_returns
+            split = _split_at_returns
         else:
-            split_records = None
-        for raw, shape in zip(raw_lines, shape_lines, strict=True):
-            number += 1
-            if split_records is not None and (b"\r" in raw or b"\x08" in raw):
-                # A line of \r-separated updates: each is a record (plans are per update).
-                for raw_part, shape_part in zip(
-                    split_records(raw), split_records(shape), strict=True
-                ):
-                    if not raw_part:
-                        continue
-                    plan = get(shape_part)
-                    if plan is not None and cached:
-                        if plan is no_plan:
-                            continue
-                        try:
-                            append(plan.build(raw_part, number))
-                            continue
-                        except (ValueError, OverflowError):
-                            pass
-                    if (point := record(raw_part, shape_part, number)) is not None:
-                        append(point)
-                continue
-            plan = get(shape)
-            if plan is not None and cached:
-                if plan is no_plan:
-                    continue
-                try:
-                    append(plan.build(raw, number))
-                    continue
-                except (ValueError, OverflowError):
-                    pass
-            if raw and (point := record(raw, shape, number)) is not None:
-                append(point)
-        self.lines_seen = number
+            split = None
+        if split is None:
+            points = self._points(raw_lines, shape_lines, range(first, first + len(raw_lines)))
+        else:
+            points = self._points(*_records(raw_lines, shape_lines, first, split))
+        self.lines_seen += len(raw_lines)
         if open_raw:
             # Records of the unfinished line that are already complete (ended by \r or \b).
             raw_parts = RECORD_SPLIT.split(open_raw)
@@ -700,24 +667,65 @@ class LogParser:
             if not final:
                 raw_parts.pop()
                 shape_parts.pop()
-            for raw_part, shape_part in zip(raw_parts, shape_parts, strict=True):
-                if raw_part and (point := record(raw_part, shape_part, number + 1)) is not None:
-                    append(point)
+            number = self.lines_seen + 1
+            points += self._points(raw_parts, shape_parts, [number] * len(raw_parts))
             if final:
                 self.lines_seen += 1
         return points
 
-    def _record(self, raw: bytes, shape: bytes, line: int) -> MetricPoint | None:
-        if len(raw) > MAX_RECORD_BYTES:
-            raw, shape = raw[:MAX_RECORD_BYTES], shape[:MAX_RECORD_BYTES]
+    def _points(
+        self, raws: list[bytes], shapes: list[bytes], numbers: Sequence[int]
+    ) -> list[MetricPoint]:
+        """The points of records, in order. The loop over records runs in C (`map`); Python
+        runs only for each record's compiled plan and for shapes not seen before."""
+        if self.extra:
+            return [
+                point
+                for raw, shape, number in zip(raws, shapes, numbers, strict=True)
+                if (point := self._record(raw, shape, number)) is not None
+            ]
+        plans: list = list(map(self._plans.get, shapes))
+        missing = -1
+        try:
+            while True:  # each shape not in the cache yet (one scan of the list in all)
+                missing = plans.index(None, missing + 1)
+                plans[missing] = self._plan_for(raws[missing], shapes[missing])
+        except ValueError:
+            pass
+        keep = list(map(is_not, plans, repeat(NO_PLAN)))
+        try:
+            return list(
+                map(
+                    call,
+                    map(attrgetter("build"), compress(plans, keep)),
+                    compress(raws, keep),
+                    compress(numbers, keep),
+                )
+            )
+        except (ValueError, OverflowError):
+            # A value that does not read as a number (its shape said it would): skip just that
+            # record, one record at a time.
+            return [
+                point
+                for raw, shape, number in zip(raws, shapes, numbers, strict=True)
+                if (point := self._record(raw, shape, number)) is not None
+            ]
+
+    def _plan_for(self, raw: bytes, shape: bytes) -> Plan | object:
         plan = self._plans.get(shape)
         if plan is None:
+            if len(raw) > MAX_RECORD_BYTES:
+                raw = raw[:MAX_RECORD_BYTES]
             self.analysed_bytes += len(raw)
             plan = analyse(raw.decode("latin-1")) or NO_PLAN
             if len(shape) <= MAX_SHAPE_BYTES:
                 if len(self._plans) >= MAX_SHAPES:
                     self._plans.clear()
                 self._plans[shape] = plan
+        return plan
+
+    def _record(self, raw: bytes, shape: bytes, line: int) -> MetricPoint | None:
+        plan = self._plan_for(raw, shape)
         point = None
         if plan is not NO_PLAN:
             try:
@@ -727,6 +735,26 @@ class LogParser:
         if self.extra:
             point = _apply_extra(point, self.extra, raw.decode("utf-8", "replace"), line)
         return point
+
+
+def _records(
+    raw_lines: list[bytes], shape_lines: list[bytes], first: int, split
+) -> tuple[list[bytes], list[bytes], list[int]]:
+    """Lines cut at \r and backspaces into records, each with its physical line number."""
+    raws: list[bytes] = []
+    shapes: list[bytes] = []
+    numbers: list[int] = []
+    for number, (raw, shape) in enumerate(zip(raw_lines, shape_lines, strict=True), first):
+        if b"\r" in raw or b"\x08" in raw:
+            parts = split(raw)
+            raws += parts
+            shapes += split(shape)
+            numbers += [number] * len(parts)
+        else:
+            raws.append(raw)
+            shapes.append(shape)
+            numbers.append(number)
+    return raws, shapes, numbers
 
 
 def _split_at_returns(line: bytes) -> list[bytes]:
