@@ -122,3 +122,14 @@ def test_large_log_is_streamed(workdir):
     assert len(data["points"]) == 60_000
     assert data["summary"]["step"] == 60_000
     assert data["points"][-1]["line"] == 60_000
+
+
+def test_the_parser_and_the_eta_import_no_textual(workdir):
+    code = (
+        "import sys, app.logparse, app.eta, app.metrics_report; "
+        "sys.exit('textual' in sys.modules or 'rich' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env={"PYTHONPATH": str(REPO)}, timeout=60
+    )
+    assert result.returncode == 0
