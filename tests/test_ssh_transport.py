@@ -135,3 +135,30 @@ def test_large_output_arrives_whole(sshd: SshdServer) -> None:
     transport = sshd.transport()
     result = transport.run(["head", "-c", "3000000", "/dev/zero"])
     assert len(result.stdout) == 3_000_000
+
+
+def test_ssh_config_alias_user_port_identity_and_proxyjump(sshd: SshdServer) -> None:
+    """Everything comes from the user's ssh config: an alias whose HostName, Port, User and
+    IdentityFile are there, reached through a ProxyJump host (the same sshd, hop by hop)."""
+    sshd.ssh_config.write_text(
+        sshd.ssh_config.read_text()
+        + f"Host jumped\n    HostName 127.0.0.1\n    Port {sshd.port}\n    ProxyJump testhost\n"
+    )
+    transport = sshd.transport(target="jumped")
+    assert transport.run(["echo", "via the jump host"]).text() == "via the jump host\n"
+    assert transport.resolved()["proxyjump"] == "testhost"
+
+
+def test_providers_and_domain_services_import_no_textual_and_providers_no_app() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import providers.ssh, providers.hosts, providers.streaming\n"
+        "assert not [m for m in sys.modules if m == 'app' or m.startswith('app.')], 'app'\n"
+        "import app.sync, app.deps, app.remote_logfollow, app.sync_report\n"
+        "assert 'textual' not in sys.modules, 'textual'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
