@@ -581,7 +581,7 @@ def _apply_extra(point: MetricPoint | None, patterns: list[re.Pattern], record: 
 DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 RECORD_SPLIT = re.compile(rb"[\r\x08]+")
 COMPILE_AFTER_USES = 3  # a shape seen this often gets its own compiled function
-MAX_SHAPES = 20_000  # plans kept; the cache starts over when it is full
+MAX_SHAPES = 4096  # plans kept (~4 kB each); the cache starts over when it is full
 MAX_SHAPE_BYTES = 2048  # longer records are analysed every time, never cached
 MAX_RECORD_BYTES = 1 << 20  # a record is cut here; a 1 MB line must not stall a live follow
 NO_PLAN = object()
