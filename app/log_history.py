@@ -36,14 +36,16 @@ MAX_BUCKETS = 2048
 # Loose on purpose (a strict float grammar costs the regex a third of its speed): what is not a
 # number (`loss 1-2`) is dropped when converting.
 _NUMBER = rb"([-+\d.][\d.eE+-]*|nan|inf|-inf)"
-_KEY_TO_VALUE = rb"[\"']?[ \t]*[:=]?[ \t]*[\"']?"
+_KEY_TO_VALUE = rb"[\"']?[ \t:=]*[\"']?"
 # The training loss: `loss`, `Loss`, `train_loss`, `training_loss`, `train/loss`, `train loss`,
-# `avg loss`, quoted keys (`'loss': '1.8'`, `"loss": 0.5`) — but not `val loss`, `eval_loss`,
-# `aux_loss` or `cross`. The literal `oss` comes first so the engine can skip ahead to it.
+# `avg loss`, quoted keys (`'loss': '1.8'`, `"loss": 0.5`) — but not `eval_loss`, `aux_loss`,
+# `test loss` or `cross`. The literal `oss` comes first so the engine can skip ahead to it.
+# `val loss` / `Validation loss` would match too: `add_block` only runs this between the
+# matches of VALIDATION_LOSS, which saves the regex the lookbehinds that exclude them.
 TRAIN_LOSS = re.compile(
     rb"oss"
     rb"(?:(?<=[^\w/][Ll]oss)|(?<=^[Ll]oss)|(?<=train_loss)|(?<=training_loss)|(?<=train/loss))"
-    rb"(?<![Vv]al loss)(?<!ion loss)(?<!est loss)" + _KEY_TO_VALUE + _NUMBER,
+    rb"(?<!est loss)" + _KEY_TO_VALUE + _NUMBER,
     re.MULTILINE,
 )
 # The validation loss: `val_loss`, `val loss`, `val/loss`, `valid_loss`, `validation_loss`,

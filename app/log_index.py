@@ -20,6 +20,7 @@ a local file and, later, a remote log read from an offset. No textual import.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import re
 import threading
@@ -234,19 +235,30 @@ class LogIndex:
         """Index up to `max_bytes` more before the region; returns how many lines were added."""
         return self.commit_backward(self.read_backward(max_bytes))
 
-    def read_backward(self, max_bytes: int = BLOCK_BYTES) -> BackwardBlock | None:
+    def read_backward(
+        self, max_bytes: int = BLOCK_BYTES, below: BackwardBlock | None = None
+    ) -> BackwardBlock | None:
         """The slow half of `extend_backward` (read and count), changing nothing: run it in a
         worker, then `commit_backward` where line numbers are used, so they shift exactly when
-        the view shifts its rows."""
+        the view shifts its rows. Given `below` (not committed yet), it reads on below that
+        block and returns both as one, so a worker can commit a few times a second however
+        many reads that takes."""
         with self._lock:
             if self._first_chunk == 0:
-                return None
+                return below
             generation = self.generation
             first = self._first_chunk
-        new_first = max(0, first - max(1, max_bytes // self.chunk_bytes))
+        top = below.new_first_chunk if below is not None else first
+        if top == 0:
+            return below
+        new_first = max(0, top - max(1, max_bytes // self.chunk_bytes))
         start = new_first * self.chunk_bytes
-        data = self.source.read(start, first * self.chunk_bytes - start)
+        data = self.source.read(start, top * self.chunk_bytes - start)
         counts = array("I", _chunk_counts(data, self.chunk_bytes))
+        if below is not None:
+            return BackwardBlock(
+                below.generation, below.first_chunk, new_first, counts + below.counts
+            )
         return BackwardBlock(generation, first, new_first, counts)
 
     def commit_backward(self, block: BackwardBlock | None) -> int:
@@ -289,6 +301,13 @@ class LogIndex:
                 offset += len(data)
             return IndexChange(self.line_count - before)
 
+    def replaced(self) -> bool:
+        """The source shrank below what is indexed or is another file now (rotation)."""
+        identity = self.source.identity()
+        if identity is not None and self._identity is not None and identity != self._identity:
+            return True
+        return self.source.size() < self._end
+
     def append(self, offset: int, data: bytes) -> int:
         """Index bytes a follower already read (they lie at `offset` in the source); returns the
         lines added. Bytes already indexed are skipped; a gap is read from the source."""
@@ -327,12 +346,7 @@ class LogIndex:
             self._ends_with_newline = data.endswith(b"\n")
 
     def _rebuild_running(self) -> None:
-        running = array("Q", [0])
-        total = 0
-        for breaks in self._counts:
-            total += breaks
-            running.append(total)
-        self._running = running
+        self._running = array("Q", itertools.accumulate(self._counts, initial=0))
 
     # -- reading -----------------------------------------------------------------------------------
     def _chunk(self, chunk: int) -> bytes:

@@ -155,6 +155,14 @@ async def test_a_truncated_log_is_shown_from_its_new_start(tmp_path: Path) -> No
         os.replace(rotated, path)
         view.reload()
         await wait_for(pilot, lambda: screen_text(app)[0] == "rotated")
+        # Rotated to a bigger file while a follower hands over bytes at its old offset: the view
+        # notices the new file instead of indexing the bytes as if they were appended.
+        rotated.write_bytes(b"".join(b"second file %d\n" % i for i in range(50)))
+        os.replace(rotated, path)
+        assert view.append(8, b"second file 0\n") == 0
+        await wait_for(pilot, lambda: screen_text(app)[-1] == "second file 49")
+        # One Reset each: the poll, the reload, the rotation seen by append.
+        await wait_for(pilot, lambda: sum(isinstance(m, LogView.Reset) for m in app.messages) == 3)
 
 
 async def test_a_one_megabyte_line_is_cut_and_nothing_stalls(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ Blocking work (indexing backwards, search, the interesting-lines scan) runs in t
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from rich.text import Text
@@ -35,6 +36,7 @@ from textual.worker import get_current_worker
 
 PAGE_MARGIN = 100  # lines read above and below the screen in one go
 TAIL_LINES = 400  # lines indexed before the first paint
+COMMIT_EVERY_S = 0.2  # how often backward indexing hands its lines to the view
 
 
 class LogLines(ScrollView, can_focus=True):
@@ -341,6 +343,11 @@ class LogView(Vertical):
         index = self.index
         if index is None or index.generation == 0 or not data:
             return 0  # not opened yet: the opening reads up to the size it sees
+        if index.replaced():
+            # Rotated or truncated: a follower reading on from its old offset would be wrong,
+            # so say so (`Reset`) and show the new file; the app restarts its follower.
+            self.reload()
+            return 0
         added = index.append(offset, data)
         self._grew()
         return added
@@ -415,10 +422,16 @@ class LogView(Vertical):
         generation = index.generation
         worker = get_current_worker()
         while not index.complete and not worker.is_cancelled:
-            block = index.read_backward()
-            if index.generation != generation:
+            # Read on until COMMIT_EVERY_S has passed, then commit on the UI thread: line
+            # numbers change in the same moment the rows move, a few times a second.
+            started = time.monotonic()
+            block = None
+            while time.monotonic() - started < COMMIT_EVERY_S:
+                block = index.read_backward(below=block)
+                if block is None or block.new_first_chunk == 0 or worker.is_cancelled:
+                    break
+            if index.generation != generation or worker.is_cancelled:
                 return
-            # Committed on the UI thread: line numbers change in the same moment the rows move.
             self.app.call_from_thread(self._prepend_lines, index, generation, block)
         if index.complete and not worker.is_cancelled:
             self.app.call_from_thread(self._index_complete, index, generation)
@@ -659,9 +672,11 @@ class LogView(Vertical):
             return
         if batch.scanned_bytes <= self._scanned_bytes:
             return  # a batch of an older scan, already applied
-        self.interesting_lines.extend(batch.lines)
-        self.interesting_offsets.extend(batch.offsets)
-        self.interesting_texts.extend(batch.texts)
+        # A scan restarted for new bytes may overlap what an older one already applied.
+        fresh = [i for i, offset in enumerate(batch.offsets) if offset >= self._scanned_bytes]
+        self.interesting_lines.extend(batch.lines[i] for i in fresh)
+        self.interesting_offsets.extend(batch.offsets[i] for i in fresh)
+        self.interesting_texts.extend(batch.texts[i].expandtabs(4) for i in fresh)
         self.interesting_dropped += batch.dropped
         self._scanned_bytes = batch.scanned_bytes
         self._scanned_line = batch.next_line
