@@ -79,6 +79,8 @@ def make_project(root: Path) -> None:
     write(root, "checkpoints/epoch1.pt", b"\0" * 100)
     write(root, "runs/r1/output.log", "not shipped")
     write(root, "private.key", "secret", mode=0o600)
+    write(root, "données/modèle é.txt", "a name tar must carry in a PAX header\n")
+    write(root, "deep/" + "long_directory_name/" * 8 + "file.py", "a path over 100 bytes\n")
     os.symlink("lib/model.py", root / "model_link.py")
     os.symlink("/etc/hostname", root / "outside_link")
 
@@ -95,6 +97,8 @@ EXPECTED = {
     "src/pkg/deep/public.txt",
     "private.key",
     "model_link.py",
+    "données/modèle é.txt",
+    "deep/" + "long_directory_name/" * 8 + "file.py",
 }
 
 
