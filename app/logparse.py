@@ -18,12 +18,13 @@ No textual import: the parser runs headless (`runctl-tui metrics`, tests) and in
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, call, is_not
+from operator import attrgetter, call, contains, is_not, or_
 
 # -- the point --------------------------------------------------------------------------------
 
@@ -622,7 +623,7 @@ class LogParser:
             self._pending_bytes = 0
         if cut + 1 < len(data):
             self._hold(data[cut + 1 :])
-        return self._parse_block(head, final=False)
+        return self._parse_block_without_gc(head, final=False)
 
     def flush(self) -> list[MetricPoint]:
         if not self._pending:
@@ -631,7 +632,7 @@ class LogParser:
         self.joined_bytes += self._pending_bytes
         self._pending.clear()
         self._pending_bytes = 0
-        return self._parse_block(block, final=True)
+        return self._parse_block_without_gc(block, final=True)
 
     def _hold(self, data: bytes) -> None:
         room = MAX_RECORD_BYTES - self._pending_bytes
@@ -641,6 +642,19 @@ class LogParser:
             self._pending_bytes += len(piece)
 
     # -- records ----------------------------------------------------------------------------
+    def _parse_block_without_gc(self, block: bytes, final: bool) -> list[MetricPoint]:
+        """The cyclic garbage collector is paused while a block's points are made: they hold
+        no cycles, yet the collector would scan them (and every other live object in the
+        process) over and over as they pile up, which measured here as ~45% of the time."""
+        pause = gc.isenabled()
+        if pause:
+            gc.disable()
+        try:
+            return self._parse_block(block, final)
+        finally:
+            if pause:
+                gc.enable()
+
     def _parse_block(self, block: bytes, final: bool) -> list[MetricPoint]:
         """`block` ends with a separator unless `final`."""
         shapes = block.translate(DIGITS_TO_ZERO)
@@ -649,16 +663,11 @@ class LogParser:
         # The piece after the last "\n" is the start of a line that has not ended yet.
         open_raw, open_shape = raw_lines.pop(), shape_lines.pop()
         first = self.lines_seen + 1
-        if b"\x08" in block:
-            split = RECORD_SPLIT.split
-        elif b"\r" in block:
-            split = _split_at_returns
+        backspaces = b"\x08" in block
+        if backspaces or b"\r" in block:
+            points = self._points(*_records(raw_lines, shape_lines, first, backspaces))
         else:
-            split = None
-        if split is None:
             points = self._points(raw_lines, shape_lines, range(first, first + len(raw_lines)))
-        else:
-            points = self._points(*_records(raw_lines, shape_lines, first, split))
         self.lines_seen += len(raw_lines)
         if open_raw:
             # Records of the unfinished line that are already complete (ended by \r or \b).
@@ -738,22 +747,30 @@ class LogParser:
 
 
 def _records(
-    raw_lines: list[bytes], shape_lines: list[bytes], first: int, split
+    raw_lines: list[bytes], shape_lines: list[bytes], first: int, backspaces: bool
 ) -> tuple[list[bytes], list[bytes], list[int]]:
-    """Lines cut at \r and backspaces into records, each with its physical line number."""
+    """Lines cut at \r and backspaces into records, each with its physical line number.
+    Python touches only the lines that hold a separator; the others are copied in runs."""
+    flags = list(map(contains, raw_lines, repeat(b"\r")))
+    if backspaces:
+        flags = list(map(or_, flags, map(contains, raw_lines, repeat(b"\x08"))))
+    split = RECORD_SPLIT.split if backspaces else _split_at_returns
     raws: list[bytes] = []
     shapes: list[bytes] = []
     numbers: list[int] = []
-    for number, (raw, shape) in enumerate(zip(raw_lines, shape_lines, strict=True), first):
-        if b"\r" in raw or b"\x08" in raw:
-            parts = split(raw)
-            raws += parts
-            shapes += split(shape)
-            numbers += [number] * len(parts)
-        else:
-            raws.append(raw)
-            shapes.append(shape)
-            numbers.append(number)
+    done = 0
+    for index in compress(range(len(raw_lines)), flags):
+        raws += raw_lines[done:index]
+        shapes += shape_lines[done:index]
+        numbers += range(first + done, first + index)
+        parts = split(raw_lines[index])
+        raws += parts
+        shapes += split(shape_lines[index])
+        numbers += repeat(first + index, len(parts))
+        done = index + 1
+    raws += raw_lines[done:]
+    shapes += shape_lines[done:]
+    numbers += range(first + done, first + len(raw_lines))
     return raws, shapes, numbers
 
 
