@@ -28,7 +28,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.logfollow import NEEDS_CLEANING, DisplayLines
 
@@ -433,9 +433,7 @@ class LogIndex:
 
     # -- search and the lines that matter -----------------------------------------------------------
     @staticmethod
-    def compile_search(
-        text: str, *, regex: bool = False, ignore_case: bool = True
-    ) -> re.Pattern[bytes]:
+    def compile_search(text: str, *, regex: bool = False, ignore_case: bool = True) -> BytesPattern:
         return compile_search(text, regex=regex, ignore_case=ignore_case)
 
     def scan_interesting(self, **options) -> Iterator[InterestingLines]:
@@ -444,7 +442,7 @@ class LogIndex:
 
     def search(
         self,
-        pattern: re.Pattern[bytes],
+        pattern: BytesPattern,
         from_line: int,
         *,
         backward: bool = False,
@@ -475,7 +473,7 @@ class LogIndex:
         return None
 
     def _search_backward(
-        self, pattern: re.Pattern[bytes], from_line: int, cancelled: Cancelled, block_bytes: int
+        self, pattern: BytesPattern, from_line: int, cancelled: Cancelled, block_bytes: int
     ) -> int | None:
         if from_line <= 0:
             return None
@@ -498,16 +496,55 @@ class LogIndex:
         return None
 
 
-def compile_search(
-    text: str, *, regex: bool = False, ignore_case: bool = True
-) -> re.Pattern[bytes]:
+class BytesPattern(Protocol):
+    """What `LogIndex.search` needs of a pattern: a compiled bytes regex, or `LiteralPattern`."""
+
+    def search(self, block: bytes) -> Any: ...
+
+    def finditer(self, block: bytes) -> Iterator[Any]: ...
+
+
+@dataclass(slots=True, frozen=True)
+class LiteralMatch:
+    position: int
+
+    def start(self) -> int:
+        return self.position
+
+
+class LiteralPattern:
+    """Plain text found with `bytes.find` (GBs per second; a regex runs at ~200 MB/s), in a
+    lower-cased copy of the block when case is ignored."""
+
+    def __init__(self, needle: bytes, ignore_case: bool) -> None:
+        self.ignore_case = ignore_case
+        self.needle = needle.lower() if ignore_case else needle
+
+    def _prepare(self, block: bytes) -> bytes:
+        return block.lower() if self.ignore_case else block
+
+    def search(self, block: bytes) -> LiteralMatch | None:
+        position = self._prepare(block).find(self.needle)
+        return LiteralMatch(position) if position >= 0 else None
+
+    def finditer(self, block: bytes) -> Iterator[LiteralMatch]:
+        haystack = self._prepare(block)
+        position = haystack.find(self.needle)
+        while position >= 0:
+            yield LiteralMatch(position)
+            position = haystack.find(self.needle, position + max(1, len(self.needle)))
+
+
+def compile_search(text: str, *, regex: bool = False, ignore_case: bool = True) -> BytesPattern:
     """The pattern `LogIndex.search` takes. Raises `re.error` for a bad regex (show it).
 
     Matching runs on the raw bytes (no decoding of gigabytes), so ignoring case applies to ASCII
     letters."""
     raw = text.encode("utf-8")
+    if not regex:
+        return LiteralPattern(raw, ignore_case)
     flags = re.MULTILINE | (re.IGNORECASE if ignore_case else 0)
-    return re.compile(raw if regex else re.escape(raw), flags)
+    return re.compile(raw, flags)
 
 
 def _chunk_counts(data: bytes, chunk_bytes: int) -> Iterator[int]:

@@ -166,6 +166,26 @@ def test_search_forward_backward_regex_and_case() -> None:
         compile_search("(unclosed", regex=True)
 
 
+def test_plain_search_finds_what_the_regex_finds() -> None:
+    rng = random.Random(5)
+    words = [b"alpha", b"Beta", b"GAMMA", b"delta\xff", b"beta"]
+    data = b"".join(b" ".join(rng.choices(words, k=5)) + b"\n" for _ in range(3000))
+    index = fully_indexed(data, chunk_bytes=4096)
+    for text in ("beta", "Beta", "gamma", "a b"):
+        for ignore_case in (True, False):
+            plain = compile_search(text, ignore_case=ignore_case)
+            regex = compile_search(re.escape(text), regex=True, ignore_case=ignore_case)
+            line = -1
+            for _ in range(5):
+                found = index.search(plain, line, block_bytes=5000)
+                assert found == index.search(regex, line, block_bytes=5000)
+                if found is None:
+                    break
+                line = index.line_of_offset(found)
+            back = index.search(plain, 2999, backward=True, block_bytes=5000)
+            assert back == index.search(regex, 2999, backward=True, block_bytes=5000)
+
+
 def test_search_stops_when_cancelled() -> None:
     index = fully_indexed(b"a\n" * 10_000, chunk_bytes=4096)
     assert index.search(compile_search("zzz"), 0, cancelled=lambda: True) is None

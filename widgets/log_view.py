@@ -275,7 +275,7 @@ class LogView(Vertical):
         self.cursor_line: int | None = None  # the highlighted line: last match or jump target
         self.match_pattern: re.Pattern[str] | None = None
         self._query = ""
-        self._search_pattern: re.Pattern[bytes] | None = None
+        self._search_pattern: Any | None = None  # what index.compile_search returns
         self.status_message = ""
         self._clear_interesting()
         self._pending_index = index
@@ -575,7 +575,7 @@ class LogView(Vertical):
         self,
         index: Any,
         generation: int,
-        pattern: re.Pattern[bytes],
+        pattern: Any,
         start: int,
         backward: bool,
         query: str,
