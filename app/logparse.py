@@ -608,7 +608,8 @@ class LogParser:
 
     # -- input ------------------------------------------------------------------------------
     def feed(self, text: str | bytes) -> list[MetricPoint]:
-        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        # surrogatepass: any str encodes, even one holding lone surrogates.
+        data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         if not data:
             return []
         cut = max(data.rfind(b"\n"), data.rfind(b"\r"), data.rfind(b"\x08"))

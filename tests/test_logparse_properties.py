@@ -76,6 +76,14 @@ def test_any_bytes_in_any_chunks_parse_the_same_and_never_raise(data, cuts):
         assert point.line <= data.count(b"\n") + 1
 
 
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=500), cut=st.integers(min_value=0, max_value=500))
+def test_any_text_as_str_parses_like_its_bytes(text, cut):
+    parser = LogParser()
+    points = parser.feed(text[:cut]) + parser.feed(text[cut:]) + parser.flush()
+    assert same(points, parse_text(text.encode("utf-8", "surrogatepass")))
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     updates=st.lists(
