@@ -27,6 +27,7 @@ progress callback, so the dashboard runs it in a thread worker.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -75,6 +76,7 @@ DELETIONS = f"{STATE_DIR}/sync-deletions"
 RMDIRS = f"{STATE_DIR}/sync-rmdirs"
 MANIFEST_VERSION = 1
 CHUNK = 1 << 20
+CHANGED_DURING_SYNC = "changed-during-sync"  # a manifest hash that matches nothing: resend
 SAMPLE_BYTES = 4 * 1024  # files this big are sampled to decide whether to deflate them
 
 
@@ -271,7 +273,11 @@ def save_cache(path: Path | None, tree: LocalTree) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = {e.path: [e.size, e.mtime_ns, e.sha256] for e in tree.files.values() if not e.link}
+    rows = {
+        e.path: [e.size, e.mtime_ns, e.sha256]
+        for e in tree.files.values()
+        if not e.link and e.sha256 and e.sha256 != CHANGED_DURING_SYNC
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"version": MANIFEST_VERSION, "files": rows}))
     os.replace(tmp, path)
@@ -285,8 +291,13 @@ def scan_project(
     output_dirs: Sequence[str] = DEFAULT_OUTPUT_DIRS,
     cache: dict[str, list] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
+    worth_hashing: Callable[[str, int], bool] | None = None,
 ) -> LocalTree:
-    """Every file the sync would ship, with its manifest entry (see the module docstring)."""
+    """Every file the sync would ship, with its manifest entry (see the module docstring).
+
+    `worth_hashing(path, size)` False means the file will be sent whatever its hash (the
+    host has no file of that size there): its sha256 is left empty here and computed while
+    it is sent, so a first sync reads each file once, not twice."""
     root = Path(root).resolve()
     rules = IgnoreRules(include, exclude, output_dirs)
     cache = cache or {}
@@ -341,16 +352,25 @@ def scan_project(
             if is_link:
                 _add_symlink(tree, root_text, entry.path, rel, info)
             elif stat.S_ISREG(info.st_mode):
-                _add_file(tree, cache, entry.path, rel, info)
+                _add_file(tree, cache, entry.path, rel, info, worth_hashing)
 
     walk(root_text, "", [], False)
     return tree
 
 
-def _add_file(tree: LocalTree, cache: dict, abs_path: str, rel: str, info: os.stat_result) -> None:
+def _add_file(
+    tree: LocalTree,
+    cache: dict,
+    abs_path: str,
+    rel: str,
+    info: os.stat_result,
+    worth_hashing: Callable[[str, int], bool] | None,
+) -> None:
     cached = cache.get(rel)
     if cached and cached[0] == info.st_size and cached[1] == info.st_mtime_ns:
         digest = cached[2]
+    elif worth_hashing is not None and not worth_hashing(rel, info.st_size):
+        digest = ""  # sent anyway; hashed on the way
     else:
         try:
             digest = _sha256_of(abs_path)
@@ -424,7 +444,7 @@ def make_plan(
     upload = [
         entry
         for path, entry in sorted(tree.files.items())
-        if path in pending or not entry.same_content(remote.get(path))
+        if path in pending or not entry.sha256 or not entry.same_content(remote.get(path))
     ]
     delete = sorted((set(remote) | pending) - set(tree.files))
     local_dirs = _parent_dirs(tree.files)
@@ -454,7 +474,13 @@ def plan_sync(
     cache_path: Path | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
 ) -> SyncPlan:
-    """Scan the project and compare it with the host's manifest; sends nothing."""
+    """Read the host's manifest, scan the project, compare; sends nothing."""
+    remote, pending, had_manifest = read_remote_state(transport, remote_dir)
+
+    def worth_hashing(path: str, size: int) -> bool:
+        entry = remote.get(path)
+        return entry is not None and entry.size == size and path not in pending
+
     tree = scan_project(
         project_root,
         include=include,
@@ -462,9 +488,9 @@ def plan_sync(
         output_dirs=output_dirs,
         cache=load_cache(cache_path),
         cancel=cancel,
+        worth_hashing=worth_hashing,
     )
     save_cache(cache_path, tree)
-    remote, pending, had_manifest = read_remote_state(transport, remote_dir)
     return make_plan(tree, remote, pending, remote_dir, had_manifest)
 
 
@@ -624,6 +650,7 @@ class _TarStream:
             yield self._out(_tar_header(entry.path, 0, 0o777, entry.mtime_ns / 1e9, entry.link))
             return
         sent = 0
+        digest = None if entry.sha256 else hashlib.sha256()  # not hashed by the scan: do it now
         try:
             handle = open(abs_path, "rb")  # noqa: SIM115 - closed below, read in a loop
         except OSError:
@@ -640,6 +667,8 @@ class _TarStream:
                     break
                 sent += len(block)
                 self.bytes_done += len(block)
+                if digest is not None:
+                    digest.update(block)
                 yield self._out(block)
                 self.report()
             # Changed since the scan hashed it? Then the manifest must not claim that hash.
@@ -655,7 +684,9 @@ class _TarStream:
             or after.st_mtime_ns != entry.mtime_ns
             or after.st_size != entry.size
         ):
-            self.sent_sha[entry.path] = "changed-during-sync"
+            self.sent_sha[entry.path] = CHANGED_DURING_SYNC
+        elif digest is not None:
+            self.sent_sha[entry.path] = digest.hexdigest()
         yield self._out(_padding(entry.size))
 
 
@@ -701,6 +732,8 @@ def apply_sync(
     stream = _TarStream(plan.tree.root, plan, compresslevel, on_progress, is_cancelled)
     # Without a readable manifest on the host, the one written now starts from scratch.
     run(_UNPACK, stream.chunks(), "unpacking", "merge" if plan.remote_had_manifest else "reset")
+    for path, sha in stream.sent_sha.items():  # what the host's manifest now says
+        plan.tree.files[path] = dataclasses.replace(plan.tree.files[path], sha256=sha)
     return len(prepare) + stream.bytes_sent
 
 
@@ -766,6 +799,7 @@ def sync_project(
         sent = apply_sync(
             transport, plan, on_progress=on_progress, cancel=cancel, compresslevel=compresslevel
         )
+        save_cache(cache_path, plan.tree)  # with the hashes computed while sending
     return SyncResult(plan, sent, time.monotonic() - started, dry_run)
 
 

@@ -172,7 +172,9 @@ def test_no_change_sends_nothing_then_one_change_sends_one_file(
     write(root, "lib/model.py", big)
     changed = sync_project(transport, root, remote_dir, cache_path=cache)
     assert [e.path for e in changed.plan.upload] == ["lib/model.py"]
-    assert changed.plan.tree.hashed == 1
+    assert changed.plan.tree.hashed == 0  # its size changed: hashed while it was sent
+    settled = sync_project(transport, root, remote_dir, cache_path=cache)
+    assert settled.plan.nothing_to_do and settled.plan.tree.hashed == 0  # hash was recorded
     assert remote_tree(remote_dir) == local_view(root, EXPECTED)
 
     (root / "train.py").chmod(0o700)  # a mode change alone is shipped too
