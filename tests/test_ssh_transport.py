@@ -13,6 +13,7 @@ import pytest
 from providers.base import TransportError
 from providers.ssh import SshTarget, SSHTransport
 from providers.streaming import CommandCancelled, stream_command
+from tests.conftest import wait_until
 from tests.sshd_server import SshdServer, sshd  # noqa: F401 (a fixture)
 
 NASTY = ["; touch pwned", "$(touch pwned)", "`touch pwned`", 'it\'s "quoted"', "a  b", "", "*"]
@@ -101,14 +102,33 @@ def test_streaming_in_and_out_and_cancel(sshd: SshdServer) -> None:
 
     started = time.monotonic()
     with pytest.raises(CommandCancelled):
-        stream_command(transport, ["sleep", "30"], cancel=lambda: time.monotonic() - started > 0.5)
+        stream_command(
+            transport, ["sleep", "31.25"], cancel=lambda: time.monotonic() - started > 0.5
+        )
     assert time.monotonic() - started < 5
+    wait_until(lambda: not remote_processes("sleep 31.25"), timeout=10)  # ended on the host too
 
 
 def test_timeout_is_a_transport_error(sshd: SshdServer) -> None:
     transport = sshd.transport()
+    started = time.monotonic()
     with pytest.raises(TransportError, match="took longer than 1 s"):
-        transport.run(["sleep", "10"], timeout=1)
+        transport.run(["sleep", "32.5"], timeout=1)
+    assert time.monotonic() - started < 6
+    wait_until(lambda: not remote_processes("sleep 32.5"), timeout=10)
+
+
+def remote_processes(command_line: str) -> list[int]:
+    """Pids whose command line is exactly this (the sshd host is this machine)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            text = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if entry.name.isdigit() and text == command_line:
+            found.append(int(entry.name))
+    return found
 
 
 @pytest.mark.parametrize(

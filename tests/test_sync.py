@@ -22,6 +22,7 @@ from app.sync import (
     MANIFEST,
     SyncCancelled,
     SyncError,
+    SyncProgress,
     default_cache_path,
     remote_project_dir,
     scan_project,
@@ -275,6 +276,19 @@ def test_sync_cut_by_a_dropped_connection_finishes_when_run_again(
     transport = sshd.transport()
     remote_dir = remote_project_dir(transport.home(), "proj")
     interrupted_then_finished(transport, tmp_path / "proj", remote_dir, sshd.kill_connections)
+
+
+def test_progress_reports_files_bytes_and_rate(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    for i in range(20):
+        write(root, f"shard{i:02}.bin", os.urandom(300_000))
+    seen: list[SyncProgress] = []
+    result = sync_project(LocalTransport(), root, str(tmp_path / "r"), on_progress=seen.append)
+    last = seen[-1]
+    assert (last.files_done, last.files_total) == (20, 20)
+    assert last.bytes_done == last.bytes_total == result.plan.bytes_to_send == 6_000_000
+    assert last.rate_bps > 0 and last.bytes_sent <= result.bytes_sent
+    assert [p.bytes_done for p in seen] == sorted(p.bytes_done for p in seen)
 
 
 def test_include_and_exclude_lists(tmp_path: Path) -> None:
