@@ -63,9 +63,17 @@ def _unmarked(result: CommandResult) -> tuple[CommandResult, bool]:
 class UnknownHostKey(TransportError):
     """The host's key is in no known_hosts file: a person must decide whether to trust it."""
 
-    def __init__(self, host: str, fingerprint: str, key_line: str, known_hosts: Path | None):
+    def __init__(
+        self,
+        host: str,
+        fingerprint: str,
+        key_line: str,
+        known_hosts: Path | None,
+        key_type: str = "",
+    ):
         self.host = host
         self.fingerprint = fingerprint  # "SHA256:..." as `ssh-keygen -l` prints it
+        self.key_type = key_type  # "ED25519", "ECDSA", "RSA"
         self.key_line = key_line  # the known_hosts line that trusts it
         self.known_hosts = known_hosts  # where trust_host_key() will write it
         super().__init__(
@@ -337,9 +345,7 @@ class SSHTransport(Transport):
         words = listed.stdout.split()
         fingerprint = words[1] if len(words) > 1 else "unknown"
         key_type = words[-1].strip("()") if words else ""
-        error = UnknownHostKey(self.display_host, fingerprint, key_line, self.known_hosts)
-        error.key_type = key_type  # type: ignore[attr-defined]
-        return error
+        return UnknownHostKey(self.display_host, fingerprint, key_line, self.known_hosts, key_type)
 
     # -- running commands ----------------------------------------------------------------------
     def _ssh(
