@@ -27,15 +27,17 @@ def read_blocks(handle, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
 
 
 def metrics_main(logfile: str, as_json: bool, extra_patterns: Sequence[str]) -> int:
-    try:
-        parser = LogParser(extra_patterns)
-    except re.error as err:
-        print(
-            f"runctl-tui metrics: an extra pattern in [logs] extra_patterns is not a valid "
-            f"regex ({err}); fix it in runctl.toml",
-            file=sys.stderr,
-        )
-        return EXIT_UNREADABLE
+    for pattern in extra_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            print(
+                f"runctl-tui metrics: the extra pattern {pattern!r} in [logs] extra_patterns "
+                f"is not a valid regex ({err}); fix it in runctl.toml",
+                file=sys.stderr,
+            )
+            return EXIT_UNREADABLE
+    parser = LogParser(extra_patterns)
     try:
         handle = open(logfile, "rb")  # noqa: SIM115 - closed below, after the first read
         first = handle.read(BLOCK_BYTES)

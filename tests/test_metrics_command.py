@@ -133,3 +133,12 @@ def test_the_parser_and_the_eta_import_no_textual(workdir):
         [sys.executable, "-c", code], cwd=workdir, env={"PYTHONPATH": str(REPO)}, timeout=60
     )
     assert result.returncode == 0
+
+
+def test_a_bad_extra_pattern_exits_2_naming_the_problem(workdir):
+    (workdir / "runctl.toml").write_text("[logs]\nextra_patterns = ['loss=(?P<loss>[']\n")
+    log = workdir / "a.log"
+    log.write_text("loss=1\n")
+    result = run_metrics(str(log), cwd=workdir)
+    assert result.returncode == 2
+    assert "extra_patterns" in result.stderr or "runctl.toml" in result.stderr
