@@ -21,6 +21,14 @@ Connections: ControlMaster=auto with a persistent master (ControlPersist, idle m
 ServerAliveInterval keepalives end a dead connection in under a minute; ConnectTimeout bounds
 the connect. After a drop, the next command notices the stale control socket, and `ssh`
 itself opens a new master: reconnection needs no code here beyond retrying idempotent reads.
+
+Telling ssh's failures from the command's: every remote command is wrapped so the host shell
+first prints its process-group id and last the command's exit status, on stderr (both lines
+are removed from results). A result without the exit line means the connection failed before
+the command finished, whatever the exit code; with it, even a command's own exit 255 is just
+an exit code. The process-group id lets a cancelled or timed-out command be ended on the host
+(`kill -- -PGID`): with a shared connection, killing the local `ssh` alone would leave it
+running. This needs a POSIX-like login shell on the host (sh, bash, dash, zsh, ksh).
 """
 
 from __future__ import annotations
