@@ -127,13 +127,13 @@ class LogLines(ScrollView, can_focus=True):
                 return Text(view.placeholder, style=style)
             return None
         text = Text(self.line_text(row), no_wrap=True, end="")
+        if row == view.cursor_line:
+            text.stylize(self.get_component_rich_style("log-lines--cursor"))
         if view.match_pattern is not None:
             match_style = self.get_component_rich_style("log-lines--match")
             for match in view.match_pattern.finditer(text.plain):
                 if match.end() > match.start():
                     text.stylize(match_style, match.start(), match.end())
-        if row == view.cursor_line:
-            text.stylize(self.get_component_rich_style("log-lines--cursor"))
         return text
 
     def _filter_row(self, row: int) -> Text | None:

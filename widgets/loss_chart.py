@@ -86,10 +86,12 @@ class LossChart(Widget):
         height: 10;
         border: round $primary 50%;
         border-title-color: $text-muted;
+        text-wrap: nowrap;
+        text-overflow: clip;
     }
-    LossChart > .loss-chart--smoothed { color: $accent; }
-    LossChart > .loss-chart--raw { background: $accent 15%; }
-    LossChart > .loss-chart--validation { color: $warning; }
+    LossChart > .loss-chart--smoothed { color: $primary-lighten-2; }
+    LossChart > .loss-chart--raw { background: $primary 25%; }
+    LossChart > .loss-chart--validation { color: $accent; }
     LossChart > .loss-chart--axis { color: $text-muted; }
     LossChart > .loss-chart--warning { color: $error; text-style: bold; }
     """
@@ -171,7 +173,8 @@ class LossChart(Widget):
                 train_dots = line_bits[cell_row][cell]
                 validation_dots = validation_bits[cell_row][cell]
                 dots = train_dots | validation_dots
-                style = validation_style if validation_dots else smoothed_style
+                # The training line is the one people read: it wins a shared cell.
+                style = smoothed_style if train_dots or not validation_dots else validation_style
                 if band[cell_row][cell]:
                     style = style + raw_style
                 text.append(chr(0x2800 + dots) if dots else " ", style=style)
@@ -221,7 +224,7 @@ class LossChart(Widget):
             legend.append(f"  reading {self.progress:.0%}", style=axis_style)
         footer.append(legend)
         end_label = f"{records:,} records"
-        padding = LABEL_WIDTH + 1 + cells_wide - footer.cell_len - len(end_label)
+        padding = LABEL_WIDTH + cells_wide - footer.cell_len - len(end_label)
         if padding > 0:
             footer.append(" " * padding + end_label, style=axis_style)
         return footer
