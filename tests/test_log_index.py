@@ -221,3 +221,17 @@ def test_interesting_scan_from_a_later_offset_keeps_numbering() -> None:
     data = b"a\nb\nError here\n"
     batches = list(scan_interesting(BytesSource(data), start_offset=4, first_line=2))
     assert batches[0].lines == [2] and batches[0].offsets == [4]
+
+
+def test_an_empty_or_missing_log_fills_in_when_written(tmp_path: Path) -> None:
+    empty = LogIndex(BytesSource(b""))
+    assert empty.open() == 0 and empty.complete and empty.read_lines(0, 10) == []
+    empty.source.append(b"first\n")
+    assert empty.append(0, b"first\n") == 1
+    path = tmp_path / "later.log"
+    missing = LogIndex(FileSource(path))
+    assert missing.open() == 0
+    path.write_bytes(b"written later\n")
+    change = missing.update()
+    assert missing.read_lines(0, 5) == ["written later"] and missing.line_count == 1
+    assert change.reset or change.lines_added == 1
