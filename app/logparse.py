@@ -11,7 +11,8 @@ replaced by `0` (one `bytes.translate` over the whole chunk). Two records of one
 only in the digits, so the full analysis (several regexes) runs once per shape and leaves a
 *plan*: which byte ranges hold which value. Later records of that shape are sliced and
 converted without a regex. The analysis therefore treats every digit alike (`\\d`, never a
-literal digit), which is what makes the plan valid for the whole shape.
+literal digit), which is what makes the plan valid for the whole shape; a plan whose metric
+names hold digits (`top1_acc`) is not reused.
 
 No textual import: the parser runs headless (`runctl-tui metrics`, tests) and in workers.
 """
@@ -184,7 +185,7 @@ class Plan:
     (constant slices, no loop over fields), about twice as fast. Only byte offsets go into the
     generated source; metric names are passed in as a tuple, never pasted into code."""
 
-    __slots__ = ("build", "fields", "is_validation", "kind", "uses")
+    __slots__ = ("build", "fields", "is_validation", "kind", "reusable", "uses")
 
     def __init__(self, kind: str, is_validation: bool, fields: list[Field]) -> None:
         self.kind = kind
@@ -192,6 +193,12 @@ class Plan:
         self.fields = fields
         self.uses = 0
         self.build = self._count_uses
+        # A name with a digit (`top1_acc`, `layer3_loss`) shares its shape with other names
+        # (`top5_acc`): such a plan is used for its own record only, never cached.
+        self.reusable = not any(
+            item.target.startswith("m:") and any(c.isdigit() for c in item.target)
+            for item in fields
+        )
 
     def _count_uses(self, raw: bytes, line: int) -> MetricPoint:
         self.uses += 1
@@ -728,7 +735,7 @@ class LogParser:
                 raw = raw[:MAX_RECORD_BYTES]
             self.analysed_bytes += len(raw)
             plan = analyse(raw.decode("latin-1")) or NO_PLAN
-            if len(shape) <= MAX_SHAPE_BYTES:
+            if len(shape) <= MAX_SHAPE_BYTES and (plan is NO_PLAN or plan.reusable):
                 if len(self._plans) >= MAX_SHAPES:
                     self._plans.clear()
                 self._plans[shape] = plan

@@ -406,6 +406,14 @@ def test_a_shape_is_analysed_once_and_then_reused():
     assert parser.analysed_bytes == len(lines[0])  # one analysis for the whole shape
 
 
+def test_names_with_digits_are_read_from_each_record():
+    lines = [f"layer{n % 3}_loss={n}.5 {{'top{n % 2}_acc': {n}}}" for n in range(12)]
+    points = parse_text("\n".join(lines) + "\n")
+    assert [sorted(p.metrics) for p in points] == [
+        sorted([f"layer{n % 3}_loss", f"top{n % 2}_acc"]) for n in range(12)
+    ]
+
+
 def test_line_numbers_count_physical_lines_across_feeds():
     parser = LogParser()
     points = parser.feed("a\nloss=1\nb\n") + parser.feed("c\r\nloss=2") + parser.flush()
