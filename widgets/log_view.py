@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -511,6 +512,8 @@ class LogView(Vertical):
             self.lines.focus()
         elif self.filtered:
             self.filtered = False
+        else:
+            raise SkipAction()  # nothing of ours to close: let escape reach the app
 
     def action_toggle_regex(self) -> None:
         self.regex_box.value = not self.regex_box.value
