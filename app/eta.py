@@ -30,6 +30,7 @@ MAX_HISTORY = 4096  # loss_history keeps the whole run in at most this many valu
 TREND_WINDOW = 40
 TREND_FLAT = 0.02  # a relative change below this is "flat"
 BAR_KINDS = ("bar", "keras")
+LATE_REDRAW_STEPS = 3  # a step this close behind the last one is a late redraw, not a restart
 
 
 @dataclass(slots=True)
@@ -209,28 +210,27 @@ class ProgressTracker:
             self._samples.clear()
             self._counted = float(step)
             self._guess_mode(point)
-        elif self.step is not None and step != self.step:
-            if step > self.step:
-                self._counted += step - self.step
-            elif (
+        elif self.step is not None:
+            new_epoch = (
                 epoch is not None
                 and self._epoch_at_step is not None
                 and epoch > self._epoch_at_step
-            ):
-                self.per_epoch_steps = True  # the bar starts again with each epoch
+            )
+            if new_epoch and (step < self.step or (step == self.step and self.per_epoch_steps)):
+                # The count starts again with each epoch. (Keras verbose=2 shows only each
+                # epoch's last `16/16`, so there the same number means a whole new epoch; the
+                # Trainer redraws its global bar at the same step after an epoch's dict.)
+                self.per_epoch_steps = True
                 self._counted += step
-            else:
+            elif step > self.step:
+                self._counted += step - self.step
+                if new_epoch and self.per_epoch_steps is None:
+                    self.per_epoch_steps = False  # the count went on through an epoch change
+            elif step < self.step:
+                if self.step - step <= LATE_REDRAW_STEPS:
+                    return  # a late redraw (Keras on jax printed `1/16` after `3/16`)
                 self._samples.clear()  # a restart or a resumed run: the old rate says nothing
                 self._bar = None
-        if (
-            self.per_epoch_steps is None
-            and epoch is not None
-            and self._epoch_at_step is not None
-            and epoch > self._epoch_at_step
-            and self.step is not None
-            and step > self.step
-        ):
-            self.per_epoch_steps = False  # the step count went on through an epoch change
         self.step = step
         self._epoch_at_step = epoch
         self._record_progress(now)
@@ -381,6 +381,12 @@ class ProgressTracker:
             in_epoch = max(self.total_steps - self.step, 0)
             if not self.per_epoch_steps:
                 return float(in_epoch), float(in_epoch), None, ""
+            if (
+                self.epoch is not None
+                and self._epoch_at_step is not None
+                and self.epoch > self._epoch_at_step
+            ):
+                in_epoch = self.total_steps  # a new epoch began; its first step is not in yet
             if self.total_epochs is None or self.epoch is None:
                 return (
                     None,

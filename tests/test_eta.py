@@ -120,6 +120,18 @@ def test_a_new_epochs_bar_without_time_yet_replaces_the_last_epochs_bar():
     assert summary.eta_seconds == pytest.approx(20.0, rel=0.1)
 
 
+def test_an_epoch_that_has_begun_counts_whole_before_its_first_step():
+    # Keras verbose=2: `Epoch 3/5` starts the epoch; its `16/16 - ...` line comes at its end.
+    tracker = ProgressTracker()
+    for epoch in (1, 2):
+        feed(tracker, parse_text(f"Epoch {epoch}/5\n"), epoch - 1.0)
+        feed(tracker, parse_text("16/16 - 1s - 62ms/step - loss: 0.5\n"), float(epoch))
+    feed(tracker, parse_text("Epoch 3/5\n"), 2.0)
+    summary = tracker.summary(2.0)
+    assert summary.rate_steps_per_s == pytest.approx(16.0)  # one epoch of 16 steps a second
+    assert summary.eta_seconds == pytest.approx(3.0)  # epochs 3, 4 and 5
+
+
 def test_unknown_total_says_why():
     tracker = ProgressTracker()
     summary = tracker.summary(0.0)
@@ -151,6 +163,14 @@ def test_a_restart_drops_the_old_rate():
     assert tracker.measured_rate() is None
     run_steps(tracker, range(1, 11), 100.25, 0.25, total=100)
     assert tracker.summary(102.5).rate_steps_per_s == pytest.approx(4.0)
+
+
+def test_a_late_redraw_of_an_earlier_step_is_not_a_restart():
+    tracker = ProgressTracker()
+    now = run_steps(tracker, [2, 3, 1, 4, 5, 6], 0.0, 1.0, total=16)  # Keras on jax did this
+    summary = tracker.summary(now)
+    assert summary.step == 6
+    assert summary.rate_steps_per_s == pytest.approx(4 / 5)  # steps 2..6 over the 5 s
 
 
 def test_a_stalled_run_gets_no_invented_eta():

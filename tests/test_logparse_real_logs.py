@@ -219,3 +219,21 @@ def test_every_real_log_gives_a_finished_summary(name):
     summary = tracker.summary(1000.0)
     assert summary.loss is not None or summary.val_loss is not None
     assert summary.eta_seconds is not None or summary.eta_reason
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "per_epoch"),
+    [
+        ("hf_trainer", 60, False),
+        ("keras_verbose1", 5 * 16, True),
+        ("keras_verbose2", 5 * 16, True),
+        ("tqdm_loop", 3 * 32, True),
+        ("plain_loop", 40, False),
+    ],
+)
+def test_progress_is_counted_once_per_step(name, steps, per_epoch):
+    tracker = ProgressTracker()
+    for i, point in enumerate(parse_log(name)):
+        tracker.update([point], float(i))
+    assert tracker._counted == pytest.approx(steps, abs=1)  # a bar may start at 0 or 1
+    assert bool(tracker.per_epoch_steps) == per_epoch
