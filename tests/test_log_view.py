@@ -261,3 +261,16 @@ async def test_the_filter_shows_lines_that_matter_and_enter_jumps() -> None:
         view.append(offset, b"WARNING late\n")
         await wait_for(pilot, lambda: len(view.interesting_lines) == 8)
         assert view.interesting_texts[-1] == "WARNING late"
+
+
+async def test_a_view_without_a_log_shows_its_placeholder() -> None:
+    app = LogViewApp(None)
+    async with app.run_test(size=(80, 10)) as pilot:
+        view = app.query_one(LogView)
+        view.clear("logs of runpod runs are not shown yet")
+        await wait_for(
+            pilot, lambda: screen_text(app)[0] == "logs of runpod runs are not shown yet"
+        )
+        assert view.append(0, b"ignored\n") == 0 and view.poll() == 0
+        view.open_index(LogIndex(BytesSource(b"now a log\n")))
+        await wait_for(pilot, lambda: screen_text(app)[0] == "now a log")

@@ -311,12 +311,14 @@ class LogView(Vertical):
         self.update_status()
 
     # -- driving it --------------------------------------------------------------------------------
-    def open_index(self, index: Any) -> None:
-        """Show a new log (the run changed): its tail at once, then the rest indexed backwards."""
+    def open_index(self, index: Any, placeholder: str = "no output yet") -> None:
+        """Show a new log (the run changed): its tail at once, then the rest indexed backwards.
+        `placeholder` shows while the log is empty."""
         self.workers.cancel_group(self, "log-index")
         self.workers.cancel_group(self, "log-search")
         self.workers.cancel_group(self, "log-interesting")
         self.index = index
+        self.placeholder = placeholder
         self.line_count = 0
         self.cursor_line = None
         self.following = True
@@ -330,6 +332,8 @@ class LogView(Vertical):
     def clear(self, placeholder: str = "") -> None:
         """Show no log (e.g. a remote run whose log cannot be read yet)."""
         self.workers.cancel_group(self, "log-index")
+        self.workers.cancel_group(self, "log-search")
+        self.workers.cancel_group(self, "log-interesting")
         self.index = None
         self.placeholder = placeholder
         self.line_count = 0
