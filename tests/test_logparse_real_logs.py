@@ -237,3 +237,21 @@ def test_progress_is_counted_once_per_step(name, steps, per_epoch):
         tracker.update([point], float(i))
     assert tracker._counted == pytest.approx(steps, abs=1)  # a bar may start at 0 or 1
     assert bool(tracker.per_epoch_steps) == per_epoch
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in LOGS.glob("*.log")))
+def test_a_live_follow_of_every_real_log_always_has_an_eta_or_a_reason(name):
+    data = (LOGS / f"{name}.log").read_bytes()
+    parser, tracker = LogParser(), ProgressTracker()
+    for i, start in enumerate(range(0, len(data), 512)):
+        now = i * 0.1
+        tracker.update(parser.feed(data[start : start + 512]), now)
+        summary = tracker.summary(now)
+        if summary.eta_seconds is None:
+            assert summary.eta_reason
+        elif summary.eta_source == "finished":
+            assert summary.eta_seconds == 0 and summary.finish_at <= now
+        else:
+            assert summary.eta_seconds >= 0 and summary.finish_at >= now
+        assert summary.progress is None or 0.0 <= summary.progress <= 1.0
+        assert all(math.isfinite(v) for v in summary.loss_history)
