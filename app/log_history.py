@@ -459,7 +459,7 @@ def scan_loss_history_parallel(
         parts = max(1, min(512, size // part_bytes + 1))
         bounds = line_aligned_bounds(source, size, parts)
     ranges = list(itertools.pairwise(bounds))
-    processes = max(1, min(len(ranges), processes or os.cpu_count() or 1))
+    processes = max(1, min(len(ranges), processes or min(4, os.cpu_count() or 1)))
     environment = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     environment["PYTHONPATH"] = os.pathsep.join(
