@@ -120,6 +120,7 @@ class LocalTree:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     scanned: int = 0  # directory entries looked at
     hashed: int = 0  # files whose content was read this time
+    cache_hits: int = 0  # files whose hash came from the local cache
 
     @property
     def total_bytes(self) -> int:
@@ -369,6 +370,7 @@ def _add_file(
     cached = cache.get(rel)
     if cached and cached[0] == info.st_size and cached[1] == info.st_mtime_ns:
         digest = cached[2]
+        tree.cache_hits += 1
     elif worth_hashing is not None and not worth_hashing(rel, info.st_size):
         digest = ""  # sent anyway; hashed on the way
     else:
@@ -481,16 +483,18 @@ def plan_sync(
         entry = remote.get(path)
         return entry is not None and entry.size == size and path not in pending
 
+    cache = load_cache(cache_path)
     tree = scan_project(
         project_root,
         include=include,
         exclude=exclude,
         output_dirs=output_dirs,
-        cache=load_cache(cache_path),
+        cache=cache,
         cancel=cancel,
         worth_hashing=worth_hashing,
     )
-    save_cache(cache_path, tree)
+    if tree.hashed or tree.cache_hits != len(cache):  # skip rewriting an unchanged cache
+        save_cache(cache_path, tree)
     return make_plan(tree, remote, pending, remote_dir, had_manifest)
 
 
@@ -799,7 +803,8 @@ def sync_project(
         sent = apply_sync(
             transport, plan, on_progress=on_progress, cancel=cancel, compresslevel=compresslevel
         )
-        save_cache(cache_path, plan.tree)  # with the hashes computed while sending
+        if plan.upload:
+            save_cache(cache_path, plan.tree)  # with the hashes computed while sending
     return SyncResult(plan, sent, time.monotonic() - started, dry_run)
 
 

@@ -10,7 +10,12 @@ import re
 import threading
 from pathlib import Path
 
-from app.remote_logfollow import FollowStatus, follow_remote_log, read_whole_log
+from app.remote_logfollow import (
+    FollowStatus,
+    afollow_remote_log,
+    follow_remote_log,
+    read_whole_log,
+)
 from app.sync import remote_project_dir, sync_project
 from providers.runproto import LAUNCHER_SHA, RunProtocol, RunSpec, new_run_id
 from tests.conftest import wait_until
@@ -163,3 +168,17 @@ def test_follow_sees_a_shrunk_file_and_starts_over(sshd: SshdServer) -> None:
     assert (again.data, again.offset) == (b"new\n", 0)
     stop.set()
     assert re.fullmatch(rb"new\n", read_whole_log(transport, path))
+
+
+async def test_async_follow_for_the_dashboard(sshd: SshdServer) -> None:
+    transport = sshd.transport()
+    path = f"{transport.home()}/async.log"
+    transport.write_file(path, b"epoch 1 loss 0.5\n")
+    received = bytearray()
+    async for chunk in afollow_remote_log(transport, path, batch_s=0.01, idle_poll_s=0.01):
+        received += chunk.data
+        if len(received) == len(b"epoch 1 loss 0.5\n"):
+            transport.write_file(path, b"epoch 1 loss 0.5\nepoch 2 loss 0.4\n")
+        if received.endswith(b"epoch 2 loss 0.4\n"):
+            break
+    assert bytes(received) == b"epoch 1 loss 0.5\nepoch 2 loss 0.4\n"
