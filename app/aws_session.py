@@ -1,0 +1,64 @@
+"""The AWS provider and the price catalog, built from the settings.
+
+One place decides how the app talks to AWS (profile, regions, retries, prices), so the
+dashboard, the headless commands and the benchmarks all get the same provider. boto3 is
+imported only when `aws_provider` is called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.costs import CostThresholds, PriceCatalog, cost_warnings
+from providers.aws import AwsError, AwsProvider
+from providers.base import Instance
+
+
+class AwsDisabled(AwsError):
+    def __init__(self) -> None:
+        super().__init__("AWS is turned off (aws.enabled = false in runctl.toml).")
+
+
+def price_catalog(settings: Any) -> PriceCatalog:
+    """The bundled catalog plus the Pricing API figures cached under the state dir."""
+    return PriceCatalog.load(getattr(settings, "state_dir", None))
+
+
+def aws_provider(
+    settings: Any,
+    catalog: PriceCatalog | None = None,
+    show_all: bool | None = None,
+    **client_options: Any,
+) -> AwsProvider:
+    """The provider for `settings.aws`. Raises AwsError (disabled, no region, no profile,
+    no credentials) with a message that says what to configure."""
+    aws = settings.aws
+    if not aws.enabled:
+        raise AwsDisabled()
+    catalog = catalog or price_catalog(settings)
+    provider = AwsProvider(
+        aws.profile,
+        aws.regions,
+        show_all=aws.show_all if show_all is None else show_all,
+        on_demand_price=catalog.on_demand,
+        **client_options,
+    )
+    provider.clients.check_credentials()
+    return provider
+
+
+def add_cost_warnings(rows: list[Instance], settings: Any) -> list[Instance]:
+    """Append the uptime / accrued warnings of `settings.costs` to each row (idle needs the
+    run store, so the dashboard adds it; the headless listing does not know it)."""
+    thresholds = CostThresholds.of(getattr(settings, "costs", None))
+    for row in rows:
+        row.warnings.extend(
+            cost_warnings(
+                state=row.state,
+                uptime_s=row.uptime_s,
+                accrued_usd=row.accrued_usd,
+                idle_s=None,
+                thresholds=thresholds,
+            )
+        )
+    return rows
