@@ -4,6 +4,7 @@ live log of the selected run. Blocking work runs in workers and reports back by 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import shlex
 import time
@@ -21,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.logfollow import DisplayLines, follow_local_file, tail_start
+from app.logfollow import follow_local_file, tail_start
 from app.oplog import OperationLog
 from app.runs import EARLY_FAILURE_S, AlreadyRunning, RunService, tail_lines
 from app.settings import Settings
@@ -32,8 +33,9 @@ from widgets.confirm_modal import ConfirmModal
 from widgets.costs_panel import CostsTable
 from widgets.filterable_table import FilterableTable
 from widgets.instances_table import InstancesTable
+from widgets.log_view import LogView
+from widgets.loss_chart import LossChart
 from widgets.metrics_strip import MetricsStrip
-from widgets.run_log import RunLog
 from widgets.runs_table import RunsTable
 
 if TYPE_CHECKING:
@@ -109,23 +111,28 @@ class RunctlApp(App[int]):
         self.sub_title = self._base_sub_title
         self._announced_failures: set[str] = set()
         self._announced_stale: set[str] = set()
+        self._announced_nonfinite: set[str] = set()
+        self._last_progress_write = 0.0
+        self._live_history = None  # losses that arrived while following
+        self._scanned_history = None  # losses of the log as it was when opened
         self.checkpoint_infos: list = []  # of the selected run, as last listed
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
-                yield InstancesTable(id="instances")
-                yield RunsTable(id="runs")
+        with Horizontal(id="top"):
+            yield InstancesTable(id="instances")
+            yield RunsTable(id="runs")
+        yield MetricsStrip(id="metrics")
+        with Horizontal(id="bottom"):
+            yield LogView(placeholder="no run selected", id="log")
+            with Vertical(id="side"):
+                yield LossChart(id="chart")
                 with TabbedContent(id="lower-tabs"):
                     with TabPane("Checkpoints", id="tab-checkpoints"):
                         yield CheckpointsTable(id="checkpoints")
                     with TabPane("Costs", id="tab-costs"):
                         yield CostsTable(id="costs")
-            with Vertical(id="right"):
-                yield MetricsStrip(id="metrics")
-                yield RunLog(max_lines=self.settings.logs.max_lines, id="log")
         yield Input(
             placeholder="filter the focused table — enter keeps it, escape clears it", id="filter"
         )
@@ -139,12 +146,13 @@ class RunctlApp(App[int]):
         self.checkpoints_table = self.query_one(CheckpointsTable)
         self.costs_table = self.query_one(CostsTable)
         self.metrics_strip = self.query_one(MetricsStrip)
-        self.run_log = self.query_one(RunLog)
+        self.log_view = self.query_one(LogView)
+        self.loss_chart = self.query_one(LossChart)
         self.filter_box = self.query_one("#filter", Input)
         self.lower_tabs = self.query_one("#lower-tabs", TabbedContent)
         self.instances_table.border_title = "Instances"
         self.runs_table.border_title = "Runs"
-        self.run_log.border_title = "Log"
+        self.log_view.border_title = "Log"
         self.runs_table.checkpoint_warn_s = self.settings.checkpoints.stale_minutes * 60
         self.metrics_strip.show(None)
         local = self.service.local.list_instances()
@@ -272,13 +280,13 @@ class RunctlApp(App[int]):
 
         self.run_metrics = RunMetrics(self.settings.logs.extra_patterns)
         self.metrics_strip.show(None)
-        self.run_log.replace_lines([])
+        self.loss_chart.clear()
         self.follow_log(run)
         self.list_checkpoints(run)
         self.watch_checkpoints(run)
 
     def _update_log_title(self, run: Run) -> None:
-        log = self.run_log
+        log = self.log_view
         log.border_title = f"Log — {run.id} {run.script} [{run.status}]"
         log.border_subtitle = run.log_path
 
@@ -289,63 +297,109 @@ class RunctlApp(App[int]):
     # -- the log: followed by offset, in batches ---------------------------------------------------
     @work(exclusive=True, group="follow-log", exit_on_error=False, description="Following the log")
     async def follow_log(self, run: Run) -> None:
+        """Show the log (its tail at once, the rest indexed backwards by the view), parse its
+        tail for the metrics strip, scan the whole file for the loss chart in a thread, then
+        follow it: each batch goes to the view, the parser and the chart."""
         if run.provider != "local":
-            self.run_log.replace_lines([f"(logs of {run.provider} runs are not shown yet)"])
+            self.log_view.clear(f"logs of {run.provider} runs are not shown yet")
             return
-        log = self.run_log
-        strip = self.metrics_strip
-        display = DisplayLines()
+        from app.log_history import LossHistory
+        from app.log_index import FileSource, LogIndex
+
         metrics = self.run_metrics
-        start = await asyncio.to_thread(tail_start, run.log_path, TAIL_BYTES)
-        if start > 0:
-            log.append_lines([f"… {start / 1e6:.1f} MB of earlier output not shown …"])
-            await asyncio.to_thread(self._parse_history, metrics, run.log_path, start)
+        source = FileSource(run.log_path)
+        self.log_view.open_index(LogIndex(source))
+        end = await asyncio.to_thread(source.size)
+        self._live_history = LossHistory()
+        self._scanned_history = None
+        self.scan_loss_history(run, source, end)
+        tail_from = await asyncio.to_thread(tail_start, run.log_path, TAIL_BYTES)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        await asyncio.to_thread(self._parse_range, metrics, source, tail_from, end)
+        self._show_summary(run, force_store=True)
         batch_s = self.settings.logs.batch_ms / 1000
-        last_store_write = 0.0
-        async for chunk in follow_local_file(run.log_path, start, batch_s=batch_s):
+        async for chunk in follow_local_file(run.log_path, end, batch_s=batch_s):
             if chunk.reset:
-                display.reset()
+                decoder.reset()
                 metrics.reset()
-                log.replace_lines(
-                    ["… the log was truncated or replaced; following it from its start …"]
-                )
+                self.log_view.reload()
+                self._live_history = LossHistory()
+                self._scanned_history = None
+                self.loss_chart.clear()
                 continue
-            lines = await asyncio.to_thread(self._digest_chunk, display, metrics, chunk.data)
-            log.append_lines(lines)
-            summary = metrics.summary(self.clock())
-            strip.show(summary, now=self.clock())
-            if summary is not None and self.clock() - last_store_write > 5:
-                last_store_write = self.clock()
-                self.service.record_progress(
-                    run.id,
-                    last_epoch=summary.epoch,
-                    total_epochs=summary.total_epochs,
-                    last_step=summary.step,
-                    last_loss=summary.loss,
-                )
+            self.log_view.append(chunk.offset, chunk.data)
+            points = await asyncio.to_thread(self._parse_chunk, metrics, decoder.decode(chunk.data))
+            if points:
+                self._live_history.add_points(points)
+                self._show_chart()
+                self._show_summary(run)
 
-    def _digest_chunk(self, display: DisplayLines, metrics: RunMetrics, data: bytes) -> list[str]:
-        lines, text = display.feed(data)
-        metrics.feed(text, self.clock())
-        return lines
+    def _parse_chunk(self, metrics: RunMetrics, text: str) -> list:
+        return metrics.feed(text, self.clock())
 
-    def _parse_history(self, metrics: RunMetrics, path: str, end: int) -> None:
-        """Metrics from the part of the log the view does not show, read in blocks."""
-        with open(path, "rb") as handle:
-            read = 0
-            while read < end:
-                block = handle.read(min(8 << 20, end - read))
-                if not block:
-                    break
-                read += len(block)
-                metrics.feed(block.decode("utf-8", "replace"), self.clock())
+    def _parse_range(self, metrics: RunMetrics, source, start: int, end: int) -> None:
+        """The tail of the log the strip needs (epoch, step, loss, ETA), read in blocks."""
+        from app.log_history import iter_line_blocks
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for block, _ in iter_line_blocks(source, start, end):
+            metrics.feed(decoder.decode(bytes(block)), self.clock())
+
+    @work(
+        thread=True,
+        exclusive=True,
+        group="loss-history",
+        exit_on_error=False,
+        description="Reading the loss history",
+    )
+    def scan_loss_history(self, run: Run, source, end: int) -> None:
+        """The whole log's losses for the chart, read in blocks; the chart fills in as it goes."""
+        from app.log_history import scan_loss_history
+
+        worker = get_current_worker()
+        for progress in scan_loss_history(source, end=end, cancelled=lambda: worker.is_cancelled):
+            done = progress.scanned_bytes >= progress.total_bytes
+            self.call_from_thread(
+                self._history_scanned, run.id, progress.history, None if done else progress.fraction
+            )
+
+    def _history_scanned(self, run_id: str, history, fraction: float | None) -> None:
+        if run_id == self.selected_run_id:
+            self._scanned_history = history
+            self._show_chart(fraction)
+
+    def _show_chart(self, fraction: float | None = None) -> None:
+        self.loss_chart.show(self._scanned_history, self._live_history, progress=fraction)
+
+    def _show_summary(self, run: Run, force_store: bool = False) -> None:
+        summary = self.run_metrics.summary(self.clock()) if self.run_metrics else None
+        self.metrics_strip.show(summary, now=self.clock())
+        if summary is None:
+            return
+        if summary.nonfinite_loss and run.id not in self._announced_nonfinite:
+            self._announced_nonfinite.add(run.id)
+            self.notify(
+                f"Run {run.id} logged a loss of {summary.loss}: training has diverged or a "
+                "batch is bad. The log filter (i) lists the lines.",
+                title="Loss is nan/inf",
+                severity="error",
+                timeout=20,
+            )
+        if force_store or self.clock() - self._last_progress_write > 5:
+            self._last_progress_write = self.clock()
+            self.service.record_progress(
+                run.id,
+                last_epoch=summary.epoch,
+                total_epochs=summary.total_epochs,
+                last_step=summary.step,
+                last_loss=summary.loss,
+            )
 
     def action_toggle_follow(self) -> None:
-        log = self.run_log
-        log.auto_scroll = not log.auto_scroll
-        if log.auto_scroll:
-            log.scroll_end(animate=False)
-        self.notify("Following the log" if log.auto_scroll else "Stopped following the log")
+        self.log_view.following = not self.log_view.following
+        if self.log_view.following:
+            self.log_view.scroll_to_end()
+        self.notify("Following the log" if self.log_view.following else "Stopped following the log")
 
     # -- checkpoints -------------------------------------------------------------------------------
     @work(
@@ -389,8 +443,15 @@ class RunctlApp(App[int]):
             return
         self.checkpoint_infos = event.infos
         self.checkpoints_table.show_checkpoints(event.infos, event.best_path, self.clock())
+        self._label_checkpoints_tab()
+
+    @on(CheckpointsTable.Sorted)
+    def _label_checkpoints_tab(self) -> None:
+        table = self.checkpoints_table
         with contextlib.suppress(NoMatches):  # the app may be closing
-            self.lower_tabs.get_tab("tab-checkpoints").label = f"Checkpoints ({len(event.infos)})"
+            self.lower_tabs.get_tab(
+                "tab-checkpoints"
+            ).label = f"Checkpoints ({len(table.checkpoints)}) · by {table.sort_description}"
 
     # -- launching ---------------------------------------------------------------------------------
     def action_train(self) -> None:

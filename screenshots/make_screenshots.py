@@ -6,6 +6,7 @@ with history and a training in progress, at 120x36.
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -14,7 +15,12 @@ sys.path.insert(0, str(HERE.parent))
 
 from textual._doc import take_svg_screenshot  # noqa: E402
 
-from tests.dashboard_scene import build_scene, stop_scene, wait_until_painted  # noqa: E402
+from tests.dashboard_scene import (  # noqa: E402
+    SCENE_HOSTNAME,
+    build_scene,
+    stop_scene,
+    wait_until_painted,
+)
 
 SIZE = (120, 36)
 
@@ -30,7 +36,7 @@ async def launch_dialog(pilot) -> None:
     await pilot.press("t")
     await pilot.pause(0.3)
     pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
-    await pilot.press("ctrl+d")
+    await pilot.press("ctrl+t")
     await pilot.pause(1.0)
 
 
@@ -42,6 +48,7 @@ SHOTS = {
 
 
 def main() -> None:
+    socket.gethostname = lambda: SCENE_HOSTNAME  # the same pictures on any machine
     for name, before in SHOTS.items():
         app, service, _project = build_scene()
         try:

@@ -52,3 +52,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval:
 
 
 PYTHON = sys.executable
+
+
+def log_lines(app) -> list[str]:
+    """The lines the dashboard's log view holds for the selected run (what scrolling shows)."""
+    index = app.log_view.index
+    if index is None:
+        return []
+    return [line for line in index.read_lines(0, index.line_count) if line]

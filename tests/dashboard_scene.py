@@ -26,6 +26,8 @@ from providers.runproto import RunSpec
 FROZEN_NOW = 1795430400.0
 RUNNING_ID = "20261123-101500-c0ffee"
 SCENE_DIR = Path("/tmp/runctl-scene")
+SCENE_HOSTNAME = "workstation"
+ONE_SHOT_GROUPS = ("refresh-runs", "checkpoints", "loss-history", "log-index")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train.py"
 
@@ -183,7 +185,7 @@ async def wait_until_painted(pilot) -> None:
     while time.monotonic() < deadline:
         if (
             app.selected_run_id == RUNNING_ID
-            and app.run_log.line_count > 10
+            and app.log_view.line_count > 10
             and "loss" in str(app.query_one("#metrics-text").render())
             and app.checkpoints_table.row_count == 3
         ):
@@ -191,7 +193,8 @@ async def wait_until_painted(pilot) -> None:
         await pilot.pause(0.05)
     else:
         raise AssertionError("the dashboard scene never finished painting")
-    # Await the one-shot workers (refresh, checkpoint listing); the followers never end.
-    one_shot = [w for w in app.workers if w.group not in ("follow-log", "watch-checkpoints")]
-    await app.workers.wait_for_complete(one_shot)
+    # Await the one-shot workers that fill the panes (the followers and watchers never end).
+    one_shot = [w for w in app.workers if w.group in ONE_SHOT_GROUPS]
+    if one_shot:  # an empty list means "every worker" to wait_for_complete
+        await app.workers.wait_for_complete(one_shot)
     await pilot.pause(0.2)

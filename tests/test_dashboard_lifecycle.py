@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.settings import load_settings
 from app.tui import RunctlApp
-from tests.conftest import wait_until
+from tests.conftest import log_lines, wait_until
 from tests.test_dashboard_pilot import until
 from tests.test_runproto_local import make_service
 from widgets.confirm_modal import ConfirmModal
@@ -40,10 +40,9 @@ async def test_reopened_app_shows_the_run_still_running_with_its_whole_log(proje
             await until(pilot, lambda: reopened.selected_run_id == run.id)
             status = await until(pilot, lambda: str(reopened.runs_table.get_row(run.id)[2]))
             assert status.startswith("running")
-            log = reopened.run_log
             # The whole log, from its first line, not only what was written since reopening.
-            await until(pilot, lambda: len(log.lines) >= 12)
-            assert log.lines[0].startswith("Training logistic regression")
+            await until(pilot, lambda: len(log_lines(reopened)) >= 12)
+            assert log_lines(reopened)[0].startswith("Training logistic regression")
             await until(
                 pilot, lambda: "loss 0." in str(reopened.query_one("#metrics-text").render())
             )

@@ -11,6 +11,7 @@ from app.screens.launch import LaunchScreen
 from app.settings import load_settings
 from app.store import Run
 from app.tui import RunctlApp
+from tests.conftest import log_lines
 from widgets.confirm_modal import ConfirmModal
 
 
@@ -45,8 +46,7 @@ async def test_start_from_launch_dialog_then_stop_through_confirmation(project: 
         run = await until(
             pilot, lambda: next((r for r in runs.runs.values() if r.status == "running"), None)
         )
-        log = app.run_log
-        await until(pilot, lambda: any("loss=" in line for line in log.lines))
+        await until(pilot, lambda: any("loss=" in line for line in log_lines(app)))
         strip_text = str(app.query_one("#metrics-text").render())
         await until(pilot, lambda: "loss 0." in str(app.query_one("#metrics-text").render()))
         await until(pilot, lambda: app.checkpoints_table.row_count >= 1)
@@ -144,8 +144,7 @@ async def test_script_that_fails_at_once_is_reported_with_its_last_lines(project
         )
         assert "cannot find data/train.csv" in notes[0].message
         assert "exited 1" in notes[0].message
-        log = app.run_log
-        await until(pilot, lambda: any("cannot find data" in line for line in log.lines))
+        await until(pilot, lambda: any("cannot find data" in line for line in log_lines(app)))
 
 
 @pytest.mark.parametrize("read_only", [True, False])

@@ -103,8 +103,9 @@ def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) 
     tmux_app.wait_for(lambda s: re.search(r"loss 0\.\d+", s) is not None)  # the metrics strip
 
     tmux_app.keys("s")
-    screen = tmux_app.wait_for("Stop run")
-    assert "SIGTERM" in screen
+    # The footer always says "Stop run"; the dialog is there when its body names the signal.
+    screen = tmux_app.wait_for("Sends SIGTERM")
+    assert "Stop run 2" in screen  # the title names the run: "Stop run 20261123-…?"
     tmux_app.keys("y")
     tmux_app.wait_for("Received SIGTERM", timeout=30)
     tmux_app.wait_for(lambda s: "stopped 0" in s, timeout=30)
@@ -141,7 +142,7 @@ def test_killed_dashboard_loses_nothing_and_reopens_on_the_running_run(
         assert "running" in screen
         assert "Training logistic regression" in screen or "Epoch 1/50" in screen
         reopened.keys("s")
-        reopened.wait_for("Stop run")
+        reopened.wait_for("Sends SIGTERM")
         reopened.keys("y")
         reopened.wait_for(lambda s: "stopped 0" in s, timeout=30)
     finally:

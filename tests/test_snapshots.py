@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard_scene import build_scene, stop_scene, wait_until_painted
+from tests.dashboard_scene import SCENE_HOSTNAME, build_scene, stop_scene, wait_until_painted
 
 SIZE = (120, 36)
 
 
 @pytest.fixture
-def scene():
+def scene(monkeypatch: pytest.MonkeyPatch):
+    # The local instance is named after this machine; pin it so the pictures match anywhere.
+    monkeypatch.setattr("socket.gethostname", lambda: SCENE_HOSTNAME)
     app, service, _project = build_scene()
     yield app
     stop_scene(service)
@@ -37,7 +39,7 @@ def test_launch_dialog_dry_run(scene, snap_compare) -> None:
         await pilot.press("t")
         await pilot.pause(0.2)
         pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
-        await pilot.press("ctrl+d")
+        await pilot.press("ctrl+t")
         result = pilot.app.screen.query_one("#launch-result")
         for _ in range(200):
             if "argv" in str(result.render()):

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.message import Message
 
 from widgets.filterable_table import FilterableTable
-from widgets.formatting import age, number, size
+from widgets.formatting import duration, number, size
 
 
 def _num(value: float | None, missing: float) -> float:
@@ -40,6 +40,13 @@ class CheckpointsTable(FilterableTable):
         Binding("o", "cycle_sort", "Sort", id="checkpoints.sort"),
         Binding("enter", "details", "Details", id="checkpoints.details"),
     ]
+
+    class Sorted(Message):
+        """The order changed; `description` is e.g. "loss ▲" for the pane's label."""
+
+        def __init__(self, description: str) -> None:
+            super().__init__()
+            self.description = description
 
     class DetailsRequested(Message):
         def __init__(self, checkpoint: Any) -> None:
@@ -87,18 +94,16 @@ class CheckpointsTable(FilterableTable):
                         "—" if info.step is None else str(info.step),
                         number(info.loss),
                         size(info.size_bytes),
-                        age(now - info.mtime),
+                        duration(now - info.mtime),
                     ],
                 )
             )
         self.set_rows(rows)
-        self._label_sorted_column()
 
-    def _label_sorted_column(self) -> None:
-        arrow = "▼" if self.sort_reverse else "▲"
-        for column in self.columns.values():
-            plain = str(column.label).rstrip(" ▲▼")
-            column.label = Text(f"{plain} {arrow}" if plain == self.sort_column else plain)
+    @property
+    def sort_description(self) -> str:
+        """For the pane's label: which column orders the rows, and which way."""
+        return f"{self.sort_column.lower()} {'▼' if self.sort_reverse else '▲'}"
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         if column not in SORTS:
@@ -108,10 +113,11 @@ class CheckpointsTable(FilterableTable):
             reverse = (not self.sort_reverse) if column == self.sort_column else default
         self.sort_column, self.sort_reverse = column, reverse
         self._show()
+        self.post_message(self.Sorted(self.sort_description))
 
     def on_data_table_header_selected(self, event: FilterableTable.HeaderSelected) -> None:
         event.stop()
-        self.sort_by(str(event.label).rstrip(" ▲▼"))
+        self.sort_by(str(event.label))
 
     def action_cycle_sort(self) -> None:
         following = SORT_ORDER[(SORT_ORDER.index(self.sort_column) + 1) % len(SORT_ORDER)]

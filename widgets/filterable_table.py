@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -40,6 +41,16 @@ class FilterableTable(DataTable):
             self.add_row(*cells, key=key)
         if selected is not None and selected in self.rows:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        # DataTable measures new cells on idle, but its render caches are not keyed by column
+        # width: rows painted before the measurement stayed cut to the header's width
+        # ("exam" for "example-json"). When a width changes, drop those renderings.
+        widths = [column.content_width for column in self.columns.values()]
+        await super()._on_idle(event)
+        if widths != [column.content_width for column in self.columns.values()]:
+            self._clear_caches()
+            self.refresh()
 
     @property
     def selected_key(self) -> str | None:

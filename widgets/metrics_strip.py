@@ -1,5 +1,6 @@
-"""The metrics strip above the log: epoch progress, step, loss and its trend, val loss, rate,
-ETA and a loss sparkline — rendered from a progress summary the app computes."""
+"""The metrics strip above the log: epoch and step progress, the latest loss with its trend, the
+validation loss, the rate, other named metrics, and the ETA as time left and clock time — or
+why it cannot be known. Rendered from a progress summary the app computes."""
 
 from __future__ import annotations
 
@@ -10,11 +11,22 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import ProgressBar, Sparkline, Static
+from textual.widgets import ProgressBar, Static
 
 from widgets.formatting import duration, number
 
 TREND_ARROWS = {"down": ("↓", "green"), "up": ("↑", "red"), "flat": ("→", "yellow")}
+SHOWN_METRICS = 4  # other named metrics after loss/val (accuracy, lr, grad_norm, ...)
+NOT_METRICS = {"val_loss", "eval_loss", "valid_loss", "validation_loss", "loss", "train_loss"}
+# Names people watch, shown before anything else a line happened to hold ("lr", not
+# "regression: 3200 samples" from a banner line).
+WATCHED = ("acc", "lr", "learning_rate", "grad_norm", "perplexity", "ppl", "f1", "auc", "mfu")
+
+
+def shown_metric_names(metrics: dict[str, float]) -> list[str]:
+    names = [name for name in metrics if name not in NOT_METRICS]
+    watched = [n for n in names if any(word in n.lower() for word in WATCHED)]
+    return (watched + [n for n in names if n not in watched])[:SHOWN_METRICS]
 
 
 class MetricsStrip(Vertical):
@@ -25,82 +37,100 @@ class MetricsStrip(Vertical):
         border: round $primary 50%;
     }
     MetricsStrip > Horizontal { height: 1; }
-    MetricsStrip #epoch-label { width: 16; }
+    MetricsStrip #epoch-label { width: auto; min-width: 14; padding-right: 1; }
     MetricsStrip ProgressBar { width: 1fr; }
     MetricsStrip ProgressBar Bar { width: 1fr; }
-    MetricsStrip #eta-text { width: 26; margin-left: 1; text-align: right; }
+    MetricsStrip #eta-text { width: auto; margin-left: 2; }
     MetricsStrip #metrics-text { width: 1fr; }
-    MetricsStrip Sparkline { width: 16; height: 1; margin-left: 1; }
     MetricsStrip.-warning { border: round $error; }
     """
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Static("Epoch —", id="epoch-label")
-            yield ProgressBar(total=None, show_eta=False, id="epoch-bar")
+            # A determinate bar from the start: an indeterminate one animates (and repaints)
+            # forever while nothing is known.
+            yield ProgressBar(total=1, show_eta=False, id="epoch-bar")
             yield Static("", id="eta-text")
         with Horizontal():
             yield Static("no run selected", id="metrics-text")
-            yield Sparkline([], id="loss-spark")
 
     def show(self, summary: Any | None, now: float | None = None) -> None:
         """`summary` has epoch, total_epochs, step, total_steps, loss, loss_trend, val_loss,
-        rate_steps_per_s, eta_seconds, finish_at, eta_reason, nonfinite_loss, loss_history."""
+        rate_steps_per_s, eta_seconds, finish_at, eta_reason, nonfinite_loss, and optionally
+        progress, eta_source, metrics."""
         label = self.query_one("#epoch-label", Static)
         bar = self.query_one("#epoch-bar", ProgressBar)
         text = self.query_one("#metrics-text", Static)
         eta_text = self.query_one("#eta-text", Static)
-        spark = self.query_one("#loss-spark", Sparkline)
         if summary is None:
             label.update("Epoch —")
-            bar.update(total=None, progress=0)
-            text.update("waiting for metrics in the log…")
+            bar.update(total=1, progress=0)
+            text.update(Text("waiting for metrics in the log…", style="dim"))
             eta_text.update("")
-            spark.data = []
             self.set_class(False, "-warning")
             return
-        epoch = summary.epoch
-        total = summary.total_epochs
+        epoch, total = summary.epoch, summary.total_epochs
         label.update(
-            f"Epoch {number(epoch, 3) if epoch is not None else '—'}"
-            + (f"/{total}" if total else "")
+            Text.assemble(
+                ("Epoch ", "dim"),
+                (number(epoch, 3) if epoch is not None else "—", "bold"),
+                f"/{total}" if total else "",
+            )
         )
-        if summary.total_steps and summary.step is not None:
+        progress = getattr(summary, "progress", None)
+        if progress is not None:
+            bar.update(total=1000, progress=round(1000 * min(max(progress, 0.0), 1.0)))
+        elif summary.total_steps and summary.step is not None:
             bar.update(total=summary.total_steps, progress=summary.step)
         elif total and epoch is not None:
             bar.update(total=total, progress=epoch)
         else:
-            bar.update(total=None)
+            bar.update(total=1, progress=0)
+        eta_text.update(self._eta(summary))
+        text.update(self._line(summary))
+        self.set_class(bool(summary.nonfinite_loss), "-warning")
+
+    def _eta(self, summary: Any) -> Text:
+        eta = Text("ETA ", style="dim")
+        if summary.eta_seconds is not None:
+            eta.append(duration(summary.eta_seconds), style="bold cyan")
+            if summary.finish_at:
+                eta.append(time.strftime(" → %H:%M", time.localtime(summary.finish_at)))
+            source = getattr(summary, "eta_source", None)
+            if source:
+                eta.append(f" ({source})", style="dim")
+        else:
+            eta.append(summary.eta_reason or "unknown", style="dim italic")
+        return eta
+
+    def _line(self, summary: Any) -> Text:
         line = Text()
         if summary.step is not None:
             line.append("step ", style="dim")
             line.append(
                 f"{summary.step}" + (f"/{summary.total_steps}" if summary.total_steps else "")
             )
-            line.append("  ")
+            line.append("   ")
         line.append("loss ", style="dim")
-        line.append(number(summary.loss), style="bold")
+        loss_style = "bold red" if summary.nonfinite_loss else "bold"
+        line.append(number(summary.loss), style=loss_style)
         arrow = TREND_ARROWS.get(summary.loss_trend or "")
         if arrow:
             line.append(f" {arrow[0]}", style=arrow[1])
         if summary.val_loss is not None:
-            line.append("  val ", style="dim")
+            line.append("   val ", style="dim")
             line.append(number(summary.val_loss))
         if summary.rate_steps_per_s:
-            line.append("  ")
-            line.append(f"{summary.rate_steps_per_s:.3g} it/s", style="dim")
-        line.append("  ETA ", style="dim")
-        if summary.eta_seconds is not None:
-            line.append(duration(summary.eta_seconds), style="bold cyan")
-            if summary.finish_at:
-                line.append(
-                    time.strftime(" (%H:%M)", time.localtime(summary.finish_at)), style="dim"
-                )
-        else:
-            line.append(summary.eta_reason or "unknown", style="dim italic")
+            rate = summary.rate_steps_per_s
+            line.append("   ")
+            line.append(f"{rate:.3g} it/s" if rate >= 1 else f"{1 / rate:.3g} s/it", style="dim")
+        others = getattr(summary, "metrics", None) or {}
+        for name in shown_metric_names(others):
+            value = others[name]
+            line.append(f"   {name} ", style="dim")
+            style = "bold red" if isinstance(value, float) and not math.isfinite(value) else ""
+            line.append(number(value), style=style)
         if summary.nonfinite_loss:
-            line.append("  ⚠ loss is nan/inf", style="bold red")
-        self.set_class(bool(summary.nonfinite_loss), "-warning")
-        text.update(line)
-        history = [v for v in summary.loss_history if math.isfinite(v)]
-        spark.data = history[-120:]
+            line.append("   ⚠ loss is nan/inf", style="bold red")
+        return line

@@ -62,7 +62,8 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="launch.cancel"),
-        Binding("ctrl+d", "dry_run", "Dry run", id="launch.dry_run"),
+        # Not ctrl+d: the inputs take it (delete right) while one has the focus.
+        Binding("ctrl+t", "dry_run", "Dry run", id="launch.dry_run", priority=True),
     ]
 
     def __init__(
@@ -106,7 +107,7 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
             with VerticalScroll(id="launch-output"):
                 yield Static("", id="launch-result", markup=False)
             with Horizontal():
-                yield Button("Dry run (ctrl+d)", id="dry-run")
+                yield Button("Dry run (ctrl+t)", id="dry-run")
                 yield Button("Start", variant="success", id="start")
                 yield Button("Cancel", id="cancel")
 
