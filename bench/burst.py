@@ -58,7 +58,7 @@ async def measure() -> dict[str, float]:
             start = time.perf_counter()
             writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(TOTAL)])
             latencies: list[float] = []
-            while app.run_log.lines_received < TOTAL:
+            while app.log_view.line_count < TOTAL:
                 sent = time.perf_counter()
                 before = len(pressed)
                 await pilot.press("z")
@@ -70,7 +70,7 @@ async def measure() -> dict[str, float]:
                 peak_rss = max(peak_rss, rss_mb())
                 await asyncio.sleep(0.05)
                 if time.perf_counter() - start > 120:
-                    raise RuntimeError(f"only {app.run_log.lines_received} lines after 120 s")
+                    raise RuntimeError(f"only {app.log_view.line_count} lines after 120 s")
             elapsed = time.perf_counter() - start
             writer.wait()
             summary = app.run_metrics.summary(time.time())
