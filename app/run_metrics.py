@@ -19,6 +19,10 @@ class RunMetrics:
         self.tracker = ProgressTracker()
         self.points_seen = 0
 
+    def restart_parser(self) -> None:
+        """Forget a partly read line (the caller skipped ahead in the log); keep the progress."""
+        self.parser = LogParser(self.extra_patterns)
+
     def feed(self, text: str, now: float) -> list[MetricPoint]:
         points = self.parser.feed(text)
         if points:
