@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 TAIL_BYTES = 4 << 20  # the log view opens on the last 4 MB, never the whole file
 DRY_RUN_ID = "<new-run-id>"
+BURST_BYTES = 256 * 1024  # a batch bigger than this is a burst: see _digest
+PARSED_TAIL_BYTES = 64 * 1024
 DESTRUCTIVE_ACTIONS = {"stop_run", "cleanup_checkpoints"}
 
 
@@ -328,14 +330,30 @@ class RunctlApp(App[int]):
                 self.loss_chart.clear()
                 continue
             self.log_view.append(chunk.offset, chunk.data)
-            points = await asyncio.to_thread(self._parse_chunk, metrics, decoder.decode(chunk.data))
-            if points:
-                self._live_history.add_points(points)
+            history = self._live_history
+            found = await asyncio.to_thread(self._digest, metrics, history, decoder, chunk.data)
+            if found:
                 self._show_chart()
                 self._show_summary(run)
 
-    def _parse_chunk(self, metrics: RunMetrics, text: str) -> list:
-        return metrics.feed(text, self.clock())
+    def _digest(self, metrics: RunMetrics, history, decoder, data: bytes) -> bool:
+        """New log bytes into the chart's history and the strip's tracker (in a thread).
+
+        A batch of ordinary size is parsed whole, so a tqdm bar moves with every `\r`. A
+        burst (a run printing faster than anyone reads) is not: its losses go to the chart
+        through the fast block scan and only its last lines are parsed for the strip, which
+        keeps a million-line burst from holding the parser (and the GIL) for seconds."""
+        if len(data) <= BURST_BYTES:
+            points = metrics.feed(decoder.decode(data), self.clock())
+            history.add_points(points)
+            return bool(points)
+        decoder.reset()
+        first = data.find(b"\n") + 1  # the rest of a line begun earlier is skipped
+        cut = data.rfind(b"\n", first, len(data) - PARSED_TAIL_BYTES) + 1 or first
+        history.add_block(data[first:cut])
+        metrics.restart_parser()
+        history.add_points(metrics.feed(decoder.decode(data[cut:]), self.clock()))
+        return True
 
     def _parse_range(self, metrics: RunMetrics, source, start: int, end: int) -> None:
         """The tail of the log the strip needs (epoch, step, loss, ETA), read in blocks."""
