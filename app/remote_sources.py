@@ -6,20 +6,22 @@ Three pieces, none of which copies a whole file to learn something about it:
   the transport's machine. `list` is one `find` command for the directory and one level below
   it (so HF `checkpoint-N/` directories cost no extra round trip), `stat` is one `find`, `open`
   hands the readers a seekable file that fetches only the byte ranges they read, in aligned
-  blocks with a small cache and read-ahead at both ends (a zip's head, its end records and
-  central directory arrive in two requests), and `delete` is `rm -f` / `rm -rf`. Paths go to
-  the host as arguments of a fixed `sh -c` script, never interpolated. So
-  `list_remote_checkpoints(source, dir, globs)` gives the local metadata for a 10 GB
-  checkpoint on a GPU box for a few KB of transfer.
+  16 KB blocks kept in a per-source LRU cache, with read-ahead at the end (a zip's head
+  arrives in one request, its end records and central directory in another), and `delete`
+  is `rm -f` / `rm -rf`. Paths go to the host as arguments of a fixed `sh -c` script or an
+  argv, never interpolated. So `list_remote_checkpoints(source, dir, globs)` gives the local
+  metadata of a multi-GB torch checkpoint on a GPU box for 3 commands and ~35 KB.
 - `download_checkpoint(transport, remote_path, local_dir, on_progress=..., cancel=...)`: a
-  checkpoint file or HF directory copied in blocks to a temp name beside the destination,
-  renamed into place when complete, with progress and cancellation.
+  checkpoint file or HF directory copied to a temp name beside the destination (one stream
+  per file, or `read_from` blocks on a transport that cannot stream), renamed into place
+  when complete, with progress and cancellation.
 - `TransportByteSource(transport, path)`: `app.log_index.ByteSource` (size, read, identity) of
   a remote log, with a bounded LRU block cache so the log view's reads of the tail and of the
   pages on screen cost few round trips.
 
-Threads: every call here may wait for the network (one round trip is ~2-5 ms over a shared
-loopback connection, 20-200 ms over the internet), so call them from thread workers. The one
+Threads: every call here may wait for the network (one command costs ~15 ms over the test
+sshd on loopback, mostly starting `ssh`; add the network's round trip elsewhere), so call them
+from thread workers. The one
 exception the log view forces is `TransportByteSource.read` on the UI thread (rendering asks the
 index for the lines on screen): pages near the tail are served from the cache the opening
 filled (the view opens the index in a worker), `feed()` puts the follower's new bytes there
@@ -578,6 +580,11 @@ def _remove(path: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Logs
 # ---------------------------------------------------------------------------------------------
+def _on_ui_thread() -> bool:
+    """Textual runs the app (and async workers) on the main thread."""
+    return threading.current_thread() is threading.main_thread()
+
+
 class TransportByteSource:
     """`app.log_index.ByteSource` of a log on the transport's machine.
 
@@ -585,16 +592,27 @@ class TransportByteSource:
     larger than half the cache, like a search's 8 MB blocks, go straight to the host and are
     not cached). `size()` and `identity()` come from one `stat`: the other value is kept for
     one use within `stat_ttl_s`, so the index's size-then-identity checks (`update`,
-    `replaced`, `open`) cost one round trip and are never staler than that pair. A new inode
-    (rotation) or a shorter file empties the cache.
+    `replaced`, `open`) cost one round trip. A new inode (rotation) or a shorter file empties
+    the cache.
 
-    How the dashboard should drive it:
+    The UI thread never waits for a stat once one is known: `LogView.append` asks
+    `index.replaced()` on the UI thread for every batch, which would otherwise cost a round
+    trip each time. There size()/identity() answer the last values a worker saw (the view's
+    opening, `poll_stat()`), with the size advanced by `feed()`. Reads on the UI thread that
+    miss the cache still cost one round trip (a page scrolled far from the tail).
+
+    How the dashboard should drive it (`follow_log` is an async worker: the UI thread):
       source = TransportByteSource(transport, log_path)
-      log_view.open_index(LogIndex(source))         # opens in the view's worker: fills the
-                                                    # cache with the tail
+      end, _ = await asyncio.to_thread(source.poll_stat)
+      log_view.open_index(LogIndex(source))          # its thread worker reads the tail
       async for chunk in afollow_remote_log(transport, log_path, end):
-          source.feed(chunk.offset, chunk.data)     # the follower's bytes: no re-read
+          if chunk.reset:
+              log_view.reload()
+              continue
+          source.feed(chunk.offset, chunk.data)      # the follower's bytes: no re-read
           log_view.append(chunk.offset, chunk.data)
+          if time to check (every few seconds):      # notices rotation (a new inode)
+              await asyncio.to_thread(source.poll_stat)
     """
 
     def __init__(
@@ -622,9 +640,13 @@ class TransportByteSource:
     # -- size and identity ---------------------------------------------------------------------
     def _stat_now(self, wanted: str) -> tuple[int, Hashable | None]:
         """(size, identity). One stat answers a pair of calls: the value the caller did not
-        ask for is kept for one use by the other accessor, for at most `stat_ttl_s`."""
+        ask for is kept for one use by the other accessor, for at most `stat_ttl_s`. On the
+        UI thread, once any stat is known, the last known values are returned without a
+        round trip (see `poll_stat`)."""
         other = "identity" if wanted == "size" else "size"
         with self._stat_lock:
+            if self._stat is not None and _on_ui_thread():
+                return self._known_size, self._known_identity
             stashed = self._stat
             if (
                 stashed is not None
@@ -661,10 +683,14 @@ class TransportByteSource:
     def identity(self) -> Hashable | None:
         return self._stat_now("identity")[1]
 
-    def refresh(self) -> None:
-        """Forget the last stat: the next size()/identity() asks the host."""
+    def poll_stat(self) -> tuple[int, Hashable | None]:
+        """Ask the host for the size and identity now (from a worker): what the UI thread's
+        size()/identity() answer from then on. Raises TransportError when the host cannot be
+        reached."""
         with self._stat_lock:
-            self._stat = None
+            if self._stat is not None:
+                self._stat[3].clear()
+        return self._stat_now("size")
 
     # -- bytes -----------------------------------------------------------------------------------
     def _fetch(self, offset: int, length: int) -> bytes:
@@ -672,7 +698,7 @@ class TransportByteSource:
 
     def _failed(self, err: Exception) -> None:
         self.last_error = f"{self.transport.label}: cannot read {self.path}: {err}"
-        if threading.current_thread() is not threading.main_thread():
+        if not _on_ui_thread():
             raise err
 
     def read(self, offset: int, length: int) -> bytes:
@@ -692,7 +718,8 @@ class TransportByteSource:
 
     def feed(self, offset: int, data: bytes) -> None:
         """Bytes a follower read at `offset`: cached so the view's reads of them cost nothing.
-        Only whole blocks and the block at the end of what was fed are stored."""
+        A block that starts before `offset` is stored only when its earlier bytes are cached
+        already (else a read fetches it whole)."""
         size = self._cache.block_size
         end = offset + len(data)
         index = offset // size
