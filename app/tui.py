@@ -330,30 +330,35 @@ class RunctlApp(App[int]):
                 self.loss_chart.clear()
                 continue
             self.log_view.append(chunk.offset, chunk.data)
-            history = self._live_history
-            found = await asyncio.to_thread(self._digest, metrics, history, decoder, chunk.data)
-            if found:
+            batch = await asyncio.to_thread(self._digest, metrics, decoder, chunk.data)
+            if batch is not None:
+                # Merged here, on the UI thread: the chart reads the live history as it draws.
+                self._live_history.append_history(batch)
                 self._show_chart()
                 self._show_summary(run)
 
-    def _digest(self, metrics: RunMetrics, history, decoder, data: bytes) -> bool:
-        """New log bytes into the chart's history and the strip's tracker (in a thread).
+    def _digest(self, metrics: RunMetrics, decoder, data: bytes):
+        """New log bytes into the strip's tracker and a loss history of this batch alone
+        (in a thread; None when the batch holds no metric).
 
         A batch of ordinary size is parsed whole, so a tqdm bar moves with every `\r`. A
         burst (a run printing faster than anyone reads) is not: its losses go to the chart
         through the fast block scan and only its last lines are parsed for the strip, which
         keeps a million-line burst from holding the parser (and the GIL) for seconds."""
+        from app.log_history import LossHistory
+
+        history = LossHistory()
         if len(data) <= BURST_BYTES:
             points = metrics.feed(decoder.decode(data), self.clock())
             history.add_points(points)
-            return bool(points)
+            return history if points else None
         decoder.reset()
         first = data.find(b"\n") + 1  # the rest of a line begun earlier is skipped
         cut = data.rfind(b"\n", first, len(data) - PARSED_TAIL_BYTES) + 1 or first
         history.add_block(data[first:cut])
         metrics.restart_parser()
         history.add_points(metrics.feed(decoder.decode(data[cut:]), self.clock()))
-        return True
+        return history
 
     def _parse_range(self, metrics: RunMetrics, source, start: int, end: int) -> None:
         """The tail of the log the strip needs (epoch, step, loss, ETA), read in blocks."""
