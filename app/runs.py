@@ -25,6 +25,9 @@ from providers.base import Instance, ProviderError
 from providers.local import LOCAL_PROVIDER, LocalProvider
 from providers.runproto import RunProtocol, RunSpec, RunState, new_run_id
 
+# providers.hosts.SSH_PROVIDER, spelled here so importing this module (at start-up) does not
+# load the SSH transport.
+SSH_PROVIDER = "ssh"
 LOCAL_LAUNCHER = str(Path(__file__).resolve().parent.parent / "providers" / "launcher.sh")
 EARLY_FAILURE_S = 5.0
 
@@ -85,12 +88,38 @@ class RunService:
         self.project_root = project_root.resolve()
         self.local = LocalProvider()
         self._local_protocol = RunProtocol(self.local.transport_for(None), LOCAL_LAUNCHER)  # type: ignore[arg-type]
+        self._hosts = None
+        self._remote_protocols: dict[str, RunProtocol] = {}
+        self._remote_dirs: dict[str, str] = {}
 
     # -- where things live -------------------------------------------------------------------------
+    @property
+    def hosts(self):
+        """The `[[hosts]]` provider, made on first use (it imports the SSH transport)."""
+        if self._hosts is None:
+            from app.sync_report import hosts_provider
+
+            self._hosts = hosts_provider(self.settings)
+        return self._hosts
+
     def protocol_for(self, instance: Instance) -> RunProtocol:
         if instance.provider == LOCAL_PROVIDER:
             return self._local_protocol
+        if instance.provider == SSH_PROVIDER:
+            protocol = self._remote_protocols.get(instance.id)
+            if protocol is None:
+                protocol = RunProtocol(self.hosts.transport(instance.id))
+                self._remote_protocols[instance.id] = protocol
+            return protocol
         raise ProviderError(f"runs on {instance.provider} instances are not available yet")
+
+    def host_sync(self, instance: Instance):
+        """Sync target of a host: its transport and the project's directory there."""
+        from app.sync_report import host_sync
+
+        target = host_sync(self.settings, self.project_root, self.hosts, instance.id)
+        self._remote_dirs[instance.id] = target.remote_dir
+        return target
 
     def runs_root_for(self, instance: Instance) -> str:
         if instance.provider == LOCAL_PROVIDER:
@@ -100,11 +129,21 @@ class RunService:
     def workdir_for(self, instance: Instance) -> str:
         if instance.provider == LOCAL_PROVIDER:
             return str(self.project_root)
+        if instance.provider == SSH_PROVIDER:
+            if instance.id not in self._remote_dirs:
+                self.host_sync(instance)
+            return self._remote_dirs[instance.id]
         raise ProviderError(f"runs on {instance.provider} instances are not available yet")
 
     def python_for(self, instance: Instance) -> str:
         if instance.provider == LOCAL_PROVIDER:
             return python_for_local_runs(self.settings)
+        # The project's venv on the host, made by the dependency step, when it exists.
+        from app.deps import venv_python
+
+        venv = venv_python(self.workdir_for(instance))
+        if self.protocol_for(instance).transport.file_size(venv) is not None:
+            return venv
         return "python3"
 
     # -- before a launch ---------------------------------------------------------------------------
@@ -340,6 +379,8 @@ class RunService:
     def instance_of(self, run: Run) -> Instance:
         if run.provider == LOCAL_PROVIDER:
             return self.local.list_instances()[0]
+        if run.provider == SSH_PROVIDER:
+            return next(i for i in self.hosts.list_instances(check=False) if i.id == run.host)
         raise ProviderError(f"runs on {run.provider} instances are not available yet")
 
     def record_progress(self, run_id: str, **values: float | int | None) -> None:

@@ -42,6 +42,8 @@ class TrainSettings(_Section):
     stop_grace_s: float = Field(30.0, ge=0, description="SIGTERM, then SIGKILL after this long")
     resume_args: str = Field("--resume {path}", description="arguments added to resume a run")
     checkpoint_subdir: str = Field("checkpoints", description="checkpoint dir inside a run dir")
+    sync_before_run: bool = Field(True, description="sync the project before a run on a host")
+    install_deps: bool = Field(True, description="install dependencies before a run on a host")
 
 
 class LogSettings(_Section):
@@ -87,6 +89,17 @@ class HostSettings(_Section):
     remote_root: str | None = None
 
 
+class SyncSettings(_Section):
+    include: list[str] = Field(default_factory=list, description="patterns synced even if ignored")
+    exclude: list[str] = Field(default_factory=list, description="patterns never synced")
+    remote_dir: str | None = Field(None, description="default ~/runctl/<project name>")
+
+
+class SshSettings(_Section):
+    config_file: str | None = Field(None, description="default ~/.ssh/config")
+    refresh_s: float = Field(30.0, gt=0, description="how often hosts' reachability is checked")
+
+
 class AwsSettings(_Section):
     enabled: bool = True
     profile: str | None = None
@@ -114,6 +127,8 @@ class SettingsFile(_Section):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     hosts: list[HostSettings] = Field(default_factory=list)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    ssh: SshSettings = Field(default_factory=SshSettings)
 
 
 class Settings(BaseSettings, SettingsFile):
