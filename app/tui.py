@@ -22,7 +22,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.logfollow import follow_local_file, tail_start
+from app.host_actions import HostActions
+from app.logfollow import follow_local_file
 from app.oplog import OperationLog
 from app.runs import EARLY_FAILURE_S, AlreadyRunning, RunService, tail_lines
 from app.settings import Settings
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 TAIL_BYTES = 4 << 20  # the log view opens on the last 4 MB, never the whole file
 DRY_RUN_ID = "<new-run-id>"
+REMOTE_REFRESH_S = 5.0  # run states of a remote host are re-read at most this often
 BURST_BYTES = 256 * 1024  # a batch bigger than this is a burst: see _digest
 PARSED_TAIL_BYTES = 64 * 1024
 DESTRUCTIVE_ACTIONS = {"stop_run", "cleanup_checkpoints"}
@@ -71,7 +73,7 @@ class CheckpointsListed(Message):
         self.best_path = best_path
 
 
-class RunctlApp(App[int]):
+class RunctlApp(HostActions, App[int]):
     TITLE = "runctl-tui"
     # Absolute, so subclasses defined elsewhere (benchmarks, tests) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
@@ -81,6 +83,9 @@ class RunctlApp(App[int]):
         Binding("s", "stop_run", "Stop run", id="run.stop"),
         Binding("r", "resume", "Resume", id="checkpoint.resume"),
         Binding("c", "cleanup_checkpoints", "Clean up", id="checkpoint.cleanup"),
+        Binding("S", "sync_code", "Sync code", id="host.sync"),
+        Binding("D", "install_deps", "Install deps", id="host.deps"),
+        Binding("x", "cancel_host_work", "Cancel sync/install", show=False, id="host.cancel"),
         Binding("e", "events", "Events", id="app.events"),
         Binding("g", "refresh_now", "Refresh", id="app.refresh"),
         Binding("f", "toggle_follow", "Follow", id="log.follow"),
@@ -114,6 +119,10 @@ class RunctlApp(App[int]):
         self._announced_failures: set[str] = set()
         self._announced_stale: set[str] = set()
         self._announced_nonfinite: set[str] = set()
+        self._asked_trust: set[str] = set()  # hosts whose key question is open
+        self._checkpoint_sources: dict[str, object] = {}  # host -> TransportCheckpointSource
+        self._last_refresh_error: str | None = None
+        self._last_remote_refresh = 0.0
         self._last_progress_write = 0.0
         self._live_history = None  # losses that arrived while following
         self._scanned_history = None  # losses of the log as it was when opened
@@ -161,6 +170,32 @@ class RunctlApp(App[int]):
         self._show_instances(local)
         self.instances_table.focus()
         self.refresh_runs()
+        if self.settings.hosts:
+            self.refresh_instances()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        group="refresh-instances",
+        exit_on_error=False,
+        description="Checking hosts",
+    )
+    def refresh_instances(self) -> None:
+        """Every machine of every provider; hosts' reachability re-checked, then again later."""
+        try:
+            rows = self.service.local.list_instances()
+            if self.settings.hosts:
+                rows += self.service.hosts.list_instances(check=True)
+            self.post_message(InstancesRefreshed(rows))
+        finally:
+            if not get_current_worker().is_cancelled and self.settings.hosts:
+                self.call_from_thread(
+                    self.set_timer, self.settings.ssh.refresh_s, self.refresh_instances
+                )
+
+    @on(InstancesRefreshed)
+    def instances_refreshed(self, event: InstancesRefreshed) -> None:
+        self._show_instances(event.instances)
 
     # -- instances ---------------------------------------------------------------------------------
     def _show_instances(self, instances: list[Instance]) -> None:
@@ -173,6 +208,10 @@ class RunctlApp(App[int]):
     @on(InstancesTable.Selected)
     def instance_selected(self, event: InstancesTable.Selected) -> None:
         key = f"{event.instance.provider}:{event.instance.id}"
+        if event.instance.state == "unknown host key":
+            check = self.service.hosts.checks.get(event.instance.id)
+            if check is not None and check.error is not None:
+                self.ask_trust(check.error, then=self.refresh_runs)
         if key != self.selected_instance_key:
             self.selected_instance_key = key
             self.selected_run_id = None
@@ -195,11 +234,21 @@ class RunctlApp(App[int]):
         if instance is None:
             return
         try:
-            runs = self.service.refresh(instance)
+            if instance.provider != "local" and (
+                instance.reachable is False
+                or time.monotonic() - self._last_remote_refresh < REMOTE_REFRESH_S
+            ):
+                # An unreachable host is not asked again every second; the store has its runs.
+                runs = self.store.runs(instance.provider, instance.id)
+            else:
+                if instance.provider != "local":
+                    self._last_remote_refresh = time.monotonic()
+                runs = self.service.refresh(instance)
+                self._last_refresh_error = None
         except ProviderError as err:
-            self.call_from_thread(
-                self.notify, str(err), title="Refreshing runs failed", severity="error"
-            )
+            if str(err) != self._last_refresh_error:  # say it once, not every refresh
+                self._last_refresh_error = str(err)
+                self._host_failed(instance, "Refreshing runs", err)
             runs = self.store.runs(instance.provider, instance.id)
         finally:
             if not get_current_worker().is_cancelled:
@@ -302,25 +351,35 @@ class RunctlApp(App[int]):
         """Show the log (its tail at once, the rest indexed backwards by the view), parse its
         tail for the metrics strip, scan the whole file for the loss chart in a thread, then
         follow it: each batch goes to the view, the parser and the chart."""
-        if run.provider != "local":
-            self.log_view.clear(f"logs of {run.provider} runs are not shown yet")
-            return
         from app.log_history import LossHistory
         from app.log_index import FileSource, LogIndex
 
+        batch_s = self.settings.logs.batch_ms / 1000
+        if run.provider == "local":
+            source = FileSource(run.log_path)
+            end = await asyncio.to_thread(source.size)
+            chunks = follow_local_file(run.log_path, end, batch_s=batch_s)
+        else:
+            from app.remote_logfollow import afollow_remote_log
+            from app.remote_sources import TransportByteSource
+
+            try:
+                transport = await asyncio.to_thread(self._transport_of, run)
+                source = TransportByteSource(transport, run.log_path)
+                end, _ = await asyncio.to_thread(source.poll_stat)
+            except ProviderError as err:
+                self.log_view.clear(f"the log on {run.host} cannot be read: {err}")
+                return
+            chunks = afollow_remote_log(transport, run.log_path, end, batch_s=batch_s)
         metrics = self.run_metrics
-        source = FileSource(run.log_path)
         self.log_view.open_index(LogIndex(source))
-        end = await asyncio.to_thread(source.size)
         self._live_history = LossHistory()
         self._scanned_history = None
         self.scan_loss_history(run, source, end)
-        tail_from = await asyncio.to_thread(tail_start, run.log_path, TAIL_BYTES)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        await asyncio.to_thread(self._parse_range, metrics, source, tail_from, end)
+        await asyncio.to_thread(self._parse_range, metrics, source, max(0, end - TAIL_BYTES), end)
         self._show_summary(run, force_store=True)
-        batch_s = self.settings.logs.batch_ms / 1000
-        async for chunk in follow_local_file(run.log_path, end, batch_s=batch_s):
+        async for chunk in chunks:
             if chunk.reset:
                 decoder.reset()
                 metrics.reset()
@@ -329,6 +388,8 @@ class RunctlApp(App[int]):
                 self._scanned_history = None
                 self.loss_chart.clear()
                 continue
+            if run.provider != "local":
+                source.feed(chunk.offset, chunk.data)  # the view reads new lines from memory
             self.log_view.append(chunk.offset, chunk.data)
             batch = await asyncio.to_thread(self._digest, metrics, decoder, chunk.data)
             if batch is not None:
@@ -336,6 +397,23 @@ class RunctlApp(App[int]):
                 self._live_history.append_history(batch)
                 self._show_chart()
                 self._show_summary(run)
+
+    def _transport_of(self, run: Run):
+        return self.service.protocol_for(self.service.instance_of(run)).transport
+
+    @work(exclusive=True, group="follow-log", exit_on_error=False, description="Following a log")
+    async def show_operation_log(self, path: Path, title: str) -> None:
+        """Output of host work (pip / uv) in the log pane, followed as it is written."""
+        from app.log_index import FileSource, LogIndex
+
+        self.log_view.border_title = title
+        self.log_view.border_subtitle = str(path)
+        self.log_view.open_index(LogIndex(FileSource(path)))
+        async for chunk in follow_local_file(str(path), 0, batch_s=0.1):
+            if chunk.reset:
+                self.log_view.reload()
+            else:
+                self.log_view.append(chunk.offset, chunk.data)
 
     def _digest(self, metrics: RunMetrics, decoder, data: bytes):
         """New log bytes into the strip's tracker and a loss history of this batch alone
@@ -435,7 +513,18 @@ class RunctlApp(App[int]):
     def list_checkpoints(self, run: Run) -> None:
         from app.checkpoints import list_checkpoints, pick_best
 
-        infos = list_checkpoints(run.checkpoint_dir, self.settings.checkpoints.globs)
+        globs = self.settings.checkpoints.globs
+        if run.provider == "local":
+            infos = list_checkpoints(run.checkpoint_dir, globs)
+        else:
+            from app.remote_sources import list_remote_checkpoints
+
+            try:
+                source = self._checkpoint_source(run)
+                infos = list_remote_checkpoints(source, run.checkpoint_dir, globs)
+            except ProviderError as err:
+                self._host_failed(self.service.instance_of(run), "Listing checkpoints", err)
+                return
         best = pick_best(infos)
         if infos:
             newest = max(info.mtime for info in infos)
@@ -451,14 +540,30 @@ class RunctlApp(App[int]):
     )
     async def watch_checkpoints(self, run: Run) -> None:
         """New checkpoints appear as the run writes them: watched, not polled."""
-        if run.provider != "local" or not run.active:
+        if not run.active:
             return
+        if run.provider != "local":
+            # No file events from another machine: look again every few seconds.
+            while True:
+                await asyncio.sleep(REMOTE_REFRESH_S * 2)
+                self.list_checkpoints(run)
         from watchfiles import awatch
 
         directory = Path(run.checkpoint_dir)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         async for _changes in awatch(directory, debounce=300, step=50):
             self.list_checkpoints(run)
+
+    def _checkpoint_source(self, run: Run):
+        """One source per host for the app's life: its metadata cache makes a re-listing of an
+        unchanged directory cost one command."""
+        from app.remote_sources import TransportCheckpointSource
+
+        source = self._checkpoint_sources.get(run.host)
+        if source is None:
+            source = TransportCheckpointSource(self._transport_of(run))
+            self._checkpoint_sources[run.host] = source
+        return source
 
     @on(CheckpointsListed)
     def checkpoints_listed(self, event: CheckpointsListed) -> None:
@@ -531,18 +636,22 @@ class RunctlApp(App[int]):
     @work(thread=True, group="launch", exit_on_error=False, description="Starting the run")
     def launch_run(self, request: LaunchRequest, force: bool) -> None:
         instance = self.instances[request.instance_key]
-        plan = self.service.plan(
-            request.script, request.args, instance, request.parent_run_id, request.parent_checkpoint
-        )
         try:
+            if instance.provider == "ssh" and not force:
+                self.prepare_host(instance, request.script)  # sync + dependencies
+            plan = self.service.plan(
+                request.script,
+                request.args,
+                instance,
+                request.parent_run_id,
+                request.parent_checkpoint,
+            )
             run = self.service.launch(plan, force=force)
         except AlreadyRunning as err:
             self.call_from_thread(self._ask_start_anyway, request, str(err))
             return
         except ProviderError as err:
-            self.call_from_thread(
-                self.notify, str(err), title="Could not start the run", severity="error"
-            )
+            self._host_failed(instance, "Starting the run", err)
             return
         self.call_from_thread(self._run_started, run)
 
@@ -696,7 +805,10 @@ class RunctlApp(App[int]):
         with self.oplog.operation(
             "cleanup-checkpoints", f"{run.provider}:{run.host}", run_id=run.id
         ) as op:
-            report = delete_checkpoints(plan)
+            if run.provider == "local":
+                report = delete_checkpoints(plan)
+            else:
+                report = delete_checkpoints(plan, source=self._checkpoint_source(run))
             op.message = f"deleted {len(report.deleted)}, freed {size(report.bytes_freed)}"
             if report.failed:
                 op.result = "error"

@@ -1,0 +1,257 @@
+"""The dashboard's actions on `[[hosts]]` machines: sync the project (dry run first, then with
+files / bytes / rate shown and cancellable), install its dependencies with pip's or uv's output
+streaming into the log pane, prepare a host before a run, and the trust-on-first-use question
+for an unknown host key.
+
+A mixin of `RunctlApp` (app/tui.py): the blocking parts run in thread workers and report back
+through `call_from_thread`; the SSH, sync and dependency code itself lives in providers/ssh.py,
+app/sync.py and app/deps.py and knows nothing of the UI.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.worker import get_current_worker
+
+from providers.base import Instance, ProviderError
+from widgets.confirm_modal import ConfirmModal
+from widgets.formatting import size
+
+if TYPE_CHECKING:
+    from app.tui import RunctlApp
+
+SSH = "ssh"
+HOST_WORK_GROUPS = ("sync", "deps", "launch")
+
+
+class HostActions:
+    """Sync / dependencies / host keys for the selected SSH host (mixed into RunctlApp)."""
+
+    # -- which host ------------------------------------------------------------------------------
+    def _selected_host(self: RunctlApp) -> Instance | None:
+        instance = self.selected_instance
+        if instance is None or instance.provider != SSH:
+            self.notify(
+                "Select an SSH host in Instances first (machines listed as [[hosts]] in "
+                "runctl.toml).",
+                severity="warning",
+            )
+            return None
+        return instance
+
+    def _show_activity(self: RunctlApp, text: str | None) -> None:
+        """Long host work shows its progress in the header's subtitle."""
+        self.sub_title = text if text else self._base_sub_title
+
+    def action_cancel_host_work(self: RunctlApp) -> None:
+        cancelled = 0
+        for worker in self.workers:
+            if worker.group in HOST_WORK_GROUPS and worker.is_running:
+                worker.cancel()
+                cancelled += 1
+        self.notify("Cancelling…" if cancelled else "Nothing to cancel.")
+
+    def _host_failed(self: RunctlApp, instance: Instance, what: str, err: Exception) -> None:
+        """An error from a host: an unknown key becomes the trust question, anything else a
+        notification that says what failed."""
+        from providers.ssh import UnknownHostKey
+
+        if isinstance(err, UnknownHostKey):
+            self.call_from_thread(self.ask_trust, err)
+            return
+        self.call_from_thread(
+            self.notify, str(err), title=f"{what} on {instance.id} failed", severity="error"
+        )
+
+    # -- host keys: trust on first use ---------------------------------------------------------
+    def ask_trust(self: RunctlApp, err: Any, then: Callable[[], None] | None = None) -> None:
+        if err.host in self._asked_trust:
+            return  # one question per host at a time
+        self._asked_trust.add(err.host)
+        body = (
+            f"{err.host} presents a {err.key_type or 'host'} key with the fingerprint\n\n"
+            f"    {err.fingerprint}\n\n"
+            "that no known_hosts file has. Compare it with the one the machine's owner sees "
+            "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the machine). Trusting "
+            "remembers it in runctl's known_hosts; a different key later is refused."
+        )
+
+        def answered(yes: bool | None) -> None:
+            self._asked_trust.discard(err.host)
+            if yes:
+                self.trust_host_key(err, then)
+
+        self.push_screen(
+            ConfirmModal(f"Unknown host key: {err.host}", body, confirm_label="Trust"), answered
+        )
+
+    @work(thread=True, group="trust", exit_on_error=False, description="Trusting a host key")
+    def trust_host_key(self: RunctlApp, err: Any, then: Callable[[], None] | None) -> None:
+        path = self.service.hosts.trust(err)
+        self.oplog.record("trust-host-key", f"ssh:{err.host}", "ok", f"{err.fingerprint} -> {path}")
+        self.call_from_thread(self.notify, f"Trusted {err.host} ({err.fingerprint}).")
+        self.call_from_thread(self.refresh_instances)
+        if then is not None:
+            self.call_from_thread(then)
+
+    # -- sync --------------------------------------------------------------------------------------
+    def action_sync_code(self: RunctlApp) -> None:
+        instance = self._selected_host()
+        if instance is not None:
+            self.preview_sync(instance)
+
+    @work(thread=True, exclusive=True, group="sync", exit_on_error=False, description="Sync")
+    def preview_sync(self: RunctlApp, instance: Instance) -> None:
+        """A dry run first: what would be sent and deleted, then a confirmation."""
+        from app.sync import describe_plan
+
+        try:
+            target = self.service.host_sync(instance)
+            preview = target.run(dry_run=True)
+        except ProviderError as err:
+            self._host_failed(instance, "Sync", err)
+            return
+        plan = preview.plan
+        if not plan.upload and not plan.delete:
+            self.call_from_thread(
+                self.notify,
+                f"{target.remote_dir} on {instance.id} is up to date "
+                f"({len(plan.tree.files)} files).",
+                title="Nothing to sync",
+            )
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.sync_host(instance)
+
+        self.call_from_thread(
+            self.push_screen,
+            ConfirmModal(
+                f"Sync this project to {instance.id}?",
+                "\n".join(describe_plan(plan, limit=40)),
+                confirm_label="Sync",
+            ),
+            answered,
+        )
+
+    @work(thread=True, exclusive=True, group="sync", exit_on_error=False, description="Sync")
+    def sync_host(self: RunctlApp, instance: Instance) -> None:
+        worker = get_current_worker()
+        try:
+            self.sync_project_to(instance, lambda: worker.is_cancelled)
+        except ProviderError as err:
+            self._host_failed(instance, "Sync", err)
+
+    def sync_project_to(self: RunctlApp, instance: Instance, cancelled: Callable[[], bool]):
+        """Sync in the calling (worker) thread, progress in the subtitle; returns the target."""
+        target = self.service.host_sync(instance)
+
+        def progress(p: Any) -> None:
+            self.call_from_thread(
+                self._show_activity,
+                f"sync → {instance.id}: {p.files_done}/{p.files_total} files, "
+                f"{size(p.bytes_done)}/{size(p.bytes_total)}, {size(int(p.rate_bps))}/s "
+                "(x cancels)",
+            )
+
+        with self.oplog.operation("sync", f"ssh:{instance.id}", remote_dir=target.remote_dir) as op:
+            try:
+                result = target.run(on_progress=progress, cancel=cancelled)
+            finally:
+                self.call_from_thread(self._show_activity, None)
+            op.message = (
+                f"{len(result.plan.upload)} sent ({size(result.bytes_sent)} on the wire), "
+                f"{len(result.plan.delete)} deleted in {result.seconds:.1f} s"
+            )
+        self.call_from_thread(self.notify, op.message, title=f"Synced to {instance.id}")
+        return target
+
+    # -- dependencies ------------------------------------------------------------------------------
+    def action_install_deps(self: RunctlApp) -> None:
+        instance = self._selected_host()
+        if instance is not None:
+            self.install_deps_on(instance, self._launch_script())
+
+    def _launch_script(self: RunctlApp) -> str:
+        remembered = self.store.launch_defaults(str(self.project_root))
+        return remembered.get("script") or self.settings.train.default_script
+
+    @work(thread=True, exclusive=True, group="deps", exit_on_error=False, description="Deps")
+    def install_deps_on(self: RunctlApp, instance: Instance, script: str) -> None:
+        worker = get_current_worker()
+        try:
+            self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled)
+        except ProviderError as err:
+            self._host_failed(instance, "Installing dependencies", err)
+
+    def install_deps_in_thread(
+        self: RunctlApp, instance: Instance, script: str, cancelled: Callable[[], bool]
+    ):
+        """Install in the calling (worker) thread; pip's or uv's output goes to a local file
+        the log pane follows, the step to the subtitle. Returns the DepsResult."""
+        from app.deps import DepsInstallError, install_deps, plan_deps
+
+        target = self.service.host_sync(instance)
+        plan = plan_deps(self.project_root, script)
+        log_path = self.settings.state_dir / "ops" / f"deps-{instance.id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"== dependencies for {script} on {instance.id} ({plan.describe()})\n")
+        self.call_from_thread(self.show_operation_log, log_path, f"Dependencies — {instance.id}")
+        lock = threading.Lock()
+        with open(log_path, "a", encoding="utf-8") as out:
+
+            def on_output(line: str) -> None:
+                with lock:
+                    out.write(line + "\n")
+                    out.flush()
+
+            def on_step(index: int, total: int, title: str) -> None:
+                self.call_from_thread(
+                    self._show_activity, f"deps on {instance.id}: step {index}/{total} {title}"
+                )
+
+            with self.oplog.operation("install", f"ssh:{instance.id}", plan=plan.describe()) as op:
+                try:
+                    result = install_deps(
+                        target.transport,
+                        target.remote_dir,
+                        plan,
+                        on_output=on_output,
+                        on_step=on_step,
+                        cancel=cancelled,
+                    )
+                except DepsInstallError as err:
+                    on_output(f"!! {err}")
+                    raise
+                finally:
+                    self.call_from_thread(self._show_activity, None)
+                op.message = (
+                    "unchanged since the last install: skipped"
+                    if result.skipped
+                    else f"installed with {result.tool} in {result.seconds:.1f} s"
+                )
+                on_output(f"== {op.message}")
+        self.call_from_thread(self.notify, op.message, title=f"Dependencies on {instance.id}")
+        return result
+
+    # -- before a run on a host ----------------------------------------------------------------
+    def prepare_host(self: RunctlApp, instance: Instance, script: str) -> None:
+        """Sync and install before a run (each as runctl.toml says), in the launch worker."""
+        worker = get_current_worker()
+        started = time.monotonic()
+        if self.settings.train.sync_before_run:
+            self.sync_project_to(instance, lambda: worker.is_cancelled)
+        if self.settings.train.install_deps:
+            self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled)
+        self.oplog.record(
+            "prepare-host",
+            f"ssh:{instance.id}",
+            "ok",
+            f"ready in {time.monotonic() - started:.1f} s",
+        )
