@@ -1,0 +1,105 @@
+"""The dashboard against a real OpenSSH server on 127.0.0.1: a [[hosts]] row, the trust question
+for its unknown key, a sync after a dry-run confirmation, and a training started on the host,
+followed over SSH and stopped through the confirmation."""
+
+# ruff: noqa: F811 - test functions take the imported `sshd` fixture by name
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.settings import load_settings
+from app.sync_report import known_hosts_path
+from app.tui import RunctlApp
+from tests.conftest import log_lines
+from tests.sshd_server import SshdServer, sshd  # noqa: F401 (a fixture)
+from tests.test_dashboard_pilot import until
+from tests.test_sync_report import configure, trust_server
+from widgets.confirm_modal import ConfirmModal
+
+
+def make_app(project: Path) -> RunctlApp:
+    return RunctlApp(load_settings(project), project)
+
+
+async def select_host(pilot, app: RunctlApp) -> None:
+    table = app.instances_table
+    await until(pilot, lambda: "ssh:box" in table.rows)
+    table.focus()
+    table.move_cursor(row=table.get_row_index("ssh:box"))
+    await until(pilot, lambda: app.selected_instance_key == "ssh:box")
+
+
+async def test_unknown_host_key_is_asked_with_its_fingerprint_then_remembered(
+    sshd: SshdServer, project: Path, isolated_home: Path
+) -> None:
+    configure(project, sshd)
+    app = make_app(project)
+    async with app.run_test(size=(120, 36)) as pilot:
+        table = app.instances_table
+        await until(
+            pilot,
+            lambda: (
+                "ssh:box" in table.rows and "unknown host key" in str(table.get_row("ssh:box")[4])
+            ),
+        )
+        await select_host(pilot, app)
+        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+        body = str(modal.query_one("#confirm-body").render())
+        assert sshd.fingerprint() in body
+        assert app.focused.id == "cancel"
+        await pilot.press("y")
+        await until(pilot, lambda: known_hosts_path(isolated_home).exists())
+        await until(pilot, lambda: "reachable" in str(table.get_row("ssh:box")[4]), timeout=40)
+
+
+async def test_sync_then_train_on_the_host_follow_its_log_and_stop_it(
+    sshd: SshdServer, project: Path, isolated_home: Path
+) -> None:
+    configure(project, sshd)
+    trust_server(isolated_home, sshd)
+    app = make_app(project)
+    remote_project = sshd.remote_home / "runctl" / project.name
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await select_host(pilot, app)
+            await pilot.press("S")
+            modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+            body = str(modal.query_one("#confirm-body").render())
+            assert "training/train.py" in body and "to send" in body
+            await pilot.press("y")
+            await until(pilot, lambda: (remote_project / "training" / "train.py").is_file())
+
+            await pilot.press("t")
+            screen = await until(pilot, lambda: app.screen.query("#args").first() and app.screen)
+            screen.query_one("#script").value = "training/train.py"
+            screen.query_one("#args").value = "--step-delay 0.05 --epochs 50"
+            screen.query_one("#target").value = "ssh:box"
+            await pilot.click("#start")
+            run = await until(
+                pilot,
+                lambda: next((r for r in app.store.runs() if r.provider == "ssh"), None),
+                timeout=60,
+            )
+            assert run.run_dir.startswith(str(sshd.remote_home))
+            assert run.project_root == str(remote_project)
+            # The log, read over SSH, streams into the view; the strip parses it.
+            await until(pilot, lambda: any("loss=" in line for line in log_lines(app)), 60)
+            await until(pilot, lambda: "loss 0." in str(app.query_one("#metrics-text").render()))
+
+            app.runs_table.focus()
+            await until(pilot, lambda: app.selected_run_id == run.id)
+            await pilot.press("s")
+            modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+            assert "on ssh box" in str(modal.query_one("#confirm-body").render())
+            await pilot.press("y")
+            stopped = await until(
+                pilot,
+                lambda: (r := app.store.get_run(run.id)) and r.status == "stopped" and r,
+                timeout=40,
+            )
+            assert stopped.exit_code == 0
+            await until(
+                pilot, lambda: any("Received SIGTERM" in line for line in log_lines(app)), 30
+            )
+    finally:
+        app.service.hosts.close()
