@@ -186,6 +186,9 @@ class HostActions:
     def install_deps_on(self: RunctlApp, instance: Instance, script: str) -> None:
         worker = get_current_worker()
         try:
+            # The dependency files must be on the host first: a sync that finds nothing
+            # changed costs one manifest read.
+            self.sync_project_to(instance, lambda: worker.is_cancelled)
             self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled)
         except ProviderError as err:
             self._host_failed(instance, "Installing dependencies", err)
@@ -255,3 +258,54 @@ class HostActions:
             "ok",
             f"ready in {time.monotonic() - started:.1f} s",
         )
+
+    # -- checkpoints on a host ---------------------------------------------------------------------
+    def action_download_checkpoint(self: RunctlApp) -> None:
+        checkpoint = self.checkpoints_table.selected_checkpoint
+        run = self.selected_run
+        if checkpoint is None or run is None or run.provider == "local":
+            self.notify(
+                "Select a checkpoint of a run on a host to download it.", severity="warning"
+            )
+            return
+        self.download_checkpoint(run, checkpoint.path)
+
+    @work(thread=True, group="sync", exit_on_error=False, description="Downloading a checkpoint")
+    def download_checkpoint(self: RunctlApp, run: Any, remote_path: str) -> None:
+        """Copy it to <state>/downloads/<host>/<run id>/, progress in the subtitle."""
+        from app.remote_sources import DownloadCancelled, download_checkpoint
+
+        worker = get_current_worker()
+        local_dir = self.settings.state_dir / "downloads" / run.host / run.id
+        local_dir.mkdir(parents=True, exist_ok=True)
+
+        def progress(done: int, total: int) -> None:
+            self.call_from_thread(
+                self._show_activity,
+                f"download {run.host}:{remote_path.rsplit('/', 1)[-1]}: "
+                f"{size(done)}/{size(total)} (x cancels)",
+            )
+
+        instance = self.service.instance_of(run)
+        try:
+            with self.oplog.operation("download", f"ssh:{run.host}", path=remote_path) as op:
+                result = download_checkpoint(
+                    self._transport_of(run),
+                    remote_path,
+                    local_dir,
+                    on_progress=progress,
+                    cancel=lambda: worker.is_cancelled,
+                )
+                op.message = (
+                    f"{result.files} file(s), {size(result.bytes)} in {result.seconds:.1f} s "
+                    f"to {result.local_path}"
+                )
+        except DownloadCancelled:
+            self.call_from_thread(self.notify, "Download cancelled; nothing was kept.")
+            return
+        except (ProviderError, OSError) as err:
+            self._host_failed(instance, "Downloading a checkpoint", err)
+            return
+        finally:
+            self.call_from_thread(self._show_activity, None)
+        self.call_from_thread(self.notify, op.message, title="Checkpoint downloaded")

@@ -83,6 +83,7 @@ class RunctlApp(HostActions, App[int]):
         Binding("s", "stop_run", "Stop run", id="run.stop"),
         Binding("r", "resume", "Resume", id="checkpoint.resume"),
         Binding("c", "cleanup_checkpoints", "Clean up", id="checkpoint.cleanup"),
+        Binding("w", "download_checkpoint", "Download", show=False, id="checkpoint.download"),
         Binding("S", "sync_code", "Sync code", id="host.sync"),
         Binding("D", "install_deps", "Install deps", id="host.deps"),
         Binding("x", "cancel_host_work", "Cancel sync/install", show=False, id="host.cancel"),

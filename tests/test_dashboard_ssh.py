@@ -13,6 +13,7 @@ from app.tui import RunctlApp
 from tests.conftest import log_lines
 from tests.sshd_server import SshdServer, sshd  # noqa: F401 (a fixture)
 from tests.test_dashboard_pilot import until
+from tests.test_deps import host_like_this_machine, tiny_package
 from tests.test_sync_report import configure, trust_server
 from widgets.confirm_modal import ConfirmModal
 
@@ -100,6 +101,40 @@ async def test_sync_then_train_on_the_host_follow_its_log_and_stop_it(
             assert stopped.exit_code == 0
             await until(
                 pilot, lambda: any("Received SIGTERM" in line for line in log_lines(app)), 30
+            )
+    finally:
+        app.service.hosts.close()
+
+
+async def test_install_deps_streams_pip_into_the_log_pane_then_skips_when_unchanged(
+    sshd: SshdServer, project: Path, isolated_home: Path
+) -> None:
+    configure(project, sshd)
+    trust_server(isolated_home, sshd)
+    host_like_this_machine(sshd)
+    tiny_package(project)
+    app = make_app(project)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await select_host(pilot, app)
+            await pilot.press("D")
+            await until(pilot, lambda: "Dependencies" in str(app.log_view.border_title))
+            await until(
+                pilot,
+                lambda: any("Successfully installed tinypkg" in line for line in log_lines(app)),
+                timeout=180,
+            )
+            lines = log_lines(app)
+            assert "[2/2] pip install -r requirements.txt" in lines
+            await until(pilot, lambda: any("installed with pip" in line for line in log_lines(app)))
+            await pilot.press("D")  # nothing changed: the hash matches the last install
+            await until(
+                pilot,
+                lambda: (
+                    any("skipped" in line for line in log_lines(app))
+                    and not any("Successfully" in line for line in log_lines(app))
+                ),
+                timeout=60,
             )
     finally:
         app.service.hosts.close()
