@@ -11,6 +11,11 @@ from textual.widgets import Footer, Header, Static
 from widgets.events_table import EventsTable
 
 PANE_KEYS = [
+    ("/ or ctrl+f (log)", "search the log: enter / n next, N previous, ctrl+r regex"),
+    ("i (log)", "only the lines that matter (errors, warnings, nan); enter jumps there"),
+    ("end (log)", "follow the log again"),
+    ("o (checkpoints)", "change the sort order (or click a column header)"),
+    ("enter (checkpoints)", "every scalar of the selected checkpoint"),
     ("tab / shift+tab", "move between panes"),
     ("↑ ↓ / page up / page down", "move in a table or scroll the log"),
     ("ctrl+p", "command palette: every action by name"),
