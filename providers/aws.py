@@ -17,6 +17,7 @@ business: the caller passes `on_demand_price(type, region)` (the app's price cat
 from __future__ import annotations
 
 import getpass
+import re
 import shlex
 import threading
 import time
@@ -392,6 +393,7 @@ class RegionResult:
     region: str
     instances: list[Instance] = field(default_factory=list)
     error: AwsError | None = None
+    detail_error: AwsError | None = None  # GPU facts or spot prices missing; rows still shown
     describe_calls: int = 0
     seconds: float = 0.0
 
@@ -479,8 +481,16 @@ class AwsProvider(Provider):
                 result.describe_calls += 1
                 for reservation in page.get("Reservations", ()):
                     raw.extend(reservation.get("Instances", ()))
-            types = {item["InstanceType"] for item in raw}
-            gpus = self.gpu_info(region, types)
+        except AwsError as err:
+            result.error = err
+            result.seconds = time.monotonic() - started
+            return result
+        # GPU facts and spot prices only decorate the rows: when they fail, the rows are
+        # still shown (without them) and the reason is kept for the pane's status line.
+        gpus: dict[str, GpuInfo | None] = {}
+        spot: dict[tuple[str, str], float | None] = {}
+        try:
+            gpus = self.gpu_info(region, {item["InstanceType"] for item in raw})
             spot_types = {
                 (item["InstanceType"], item.get("Placement", {}).get("AvailabilityZone", ""))
                 for item in raw
@@ -488,9 +498,7 @@ class AwsProvider(Provider):
             }
             spot = self.spot_prices(region, spot_types) if spot_types else {}
         except AwsError as err:
-            result.error = err
-            result.seconds = time.monotonic() - started
-            return result
+            result.detail_error = err
         now = self.clock()
         result.instances = [self._row(item, region, gpus, spot, now) for item in raw]
         result.seconds = time.monotonic() - started
@@ -559,18 +567,31 @@ class AwsProvider(Provider):
         with self._lock:
             missing = [t for t in wanted if t not in self._gpu_cache]
         for start in range(0, len(missing), 100):  # the API takes at most 100 types a call
-            chunk = missing[start : start + 100]
-            pages = self.clients.paginate(
-                "ec2", region, "describe_instance_types", InstanceTypes=chunk
-            )
-            found: dict[str, GpuInfo | None] = dict.fromkeys(chunk)
-            for page in pages:
-                for info in page.get("InstanceTypes", ()):
-                    found[info["InstanceType"]] = _gpu_of(info)
+            found = self._describe_types(region, missing[start : start + 100])
             with self._lock:
                 self._gpu_cache.update(found)
         with self._lock:
             return {t: self._gpu_cache.get(t) for t in wanted}
+
+    def _describe_types(self, region: str, chunk: list[str]) -> dict[str, GpuInfo | None]:
+        found: dict[str, GpuInfo | None] = dict.fromkeys(chunk)
+        try:
+            pages = self.clients.paginate(
+                "ec2", region, "describe_instance_types", InstanceTypes=chunk
+            )
+            for page in pages:
+                for info in page.get("InstanceTypes", ()):
+                    found[info["InstanceType"]] = _gpu_of(info)
+        except AwsRequestFailed as err:
+            # One type the region does not offer (retired, or not there) fails the whole
+            # call: EC2 names them; ask again without them (they stay "no GPU facts").
+            unknown = set(re.findall(r"[a-z0-9-]+\.[a-z0-9-]+", str(err).partition("[")[2]))
+            if err.code != "InvalidInstanceType" or not unknown & set(chunk):
+                raise
+            rest = [t for t in chunk if t not in unknown]
+            if rest:
+                found.update(self._describe_types(region, rest))
+        return found
 
     def spot_prices(
         self, region: str, type_zones: Iterable[tuple[str, str]]

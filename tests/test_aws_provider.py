@@ -285,3 +285,15 @@ def test_bootstrap_user_data_prepares_the_runs_root_and_logs_what_it_did(tmp_pat
     assert "runctl bootstrap started" in text and "runctl bootstrap done" in text
     assert f"runs root ready: {home}/runctl" in text
     assert "gpu: nvidia-smi not found" in text or "gpu: " in text
+
+
+def test_a_type_the_region_does_not_describe_keeps_its_row_without_gpu_facts(provider, image_id):
+    # moto's us-east-1 has no p3.2xlarge in DescribeInstanceTypes (like a retired type): the
+    # call that fails for it is repeated without it, and every row is still listed.
+    ids = []
+    for kind in ("p3.2xlarge", "g5.xlarge"):
+        ids += provider.launch(provider.plan_launch(options(image_id, instance_type=kind)))
+    rows = {row.id: row for row in provider.list_instances()}
+    assert rows[ids[0]].gpu is None and rows[ids[0]].price_per_hour == pytest.approx(3.06)
+    assert rows[ids[1]].gpu == "A10G x1, 22 GiB"
+    assert provider.last_results[REGION].detail_error is None
