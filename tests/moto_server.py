@@ -65,6 +65,18 @@ def moto_server() -> MotoServer:
         return _SERVER
 
 
+@pytest.fixture(autouse=True)
+def no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Active in every test module that imports this module: whatever a test forgets, boto3
+    has an endpoint on loopback (a closed port unless `moto` set the server's) and never
+    asks the instance metadata address for credentials."""
+    import os
+
+    if not os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://127.0.0.1:"):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 def aws_test_env(url: str) -> dict[str, str]:
     """The environment a process needs to talk to the moto server and nothing else."""
     return {

@@ -24,6 +24,7 @@ from tests.moto_server import (
     CallCounter,
     FaultInjector,
     moto,  # noqa: F401
+    no_real_aws,  # noqa: F401
 )
 
 pytestmark = pytest.mark.usefixtures("moto")

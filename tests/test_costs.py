@@ -20,7 +20,7 @@ from app.costs import (
     summarize_costs,
 )
 from app.price_catalog import AS_OF
-from tests.moto_server import moto  # noqa: F401
+from tests.moto_server import moto, no_real_aws  # noqa: F401
 
 HOUR = 3600.0
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC).timestamp()

@@ -16,6 +16,7 @@ from tests.moto_server import (
     REGION,
     aws_test_env,
     moto,  # noqa: F401
+    no_real_aws,  # noqa: F401
 )
 
 KEYS = {
