@@ -969,3 +969,49 @@ done
 log "disk: $(df -h "$RUNS_ROOT" 2>/dev/null | tail -n 1)"
 log "runctl bootstrap done"
 """
+
+
+# ---------------------------------------------------------------------------------------------
+# Spot interruption notices, read on the host through any Transport (IMDSv2)
+# ---------------------------------------------------------------------------------------------
+IMDS_URL = "http://169.254.169.254"
+# $1 = the metadata service. Exit 0 + JSON: a notice; exit 10: no notice; else: failure.
+SPOT_NOTICE_SCRIPT = (
+    'token=$(curl -fsS -m 2 -X PUT "$1/latest/api/token" '
+    '-H "X-aws-ec2-metadata-token-ttl-seconds: 60") || exit 4; '
+    'code=$(curl -sS -m 2 -o "${TMPDIR:-/tmp}/runctl-spot.$$" -w "%{http_code}" '
+    '-H "X-aws-ec2-metadata-token: $token" "$1/latest/meta-data/spot/instance-action") '
+    "|| exit 5; "
+    'if [ "$code" = 200 ]; then cat "${TMPDIR:-/tmp}/runctl-spot.$$"; status=0; '
+    'elif [ "$code" = 404 ]; then status=10; else echo "metadata answered $code" >&2; status=6; fi; '
+    'rm -f "${TMPDIR:-/tmp}/runctl-spot.$$"; exit $status'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SpotNotice:
+    action: str  # "terminate" | "stop" | "hibernate"
+    time: str  # ISO 8601, when EC2 will act (about two minutes after the notice)
+
+
+def spot_interruption_notice(transport: Transport, imds_url: str = IMDS_URL) -> SpotNotice | None:
+    """The instance's pending spot interruption, asked on the host itself (IMDSv2 with a
+    session token); None when there is none. Raises TransportError when the metadata
+    service cannot be asked (e.g. IMDS disabled)."""
+    import json
+
+    result = transport.run(["sh", "-c", SPOT_NOTICE_SCRIPT, "sh", imds_url], timeout=15)
+    if result.returncode == 10:
+        return None
+    if not result.ok:
+        raise TransportError(
+            f"cannot read spot interruption notices on {transport.label}: "
+            f"{result.describe_failure()}"
+        )
+    try:
+        data = json.loads(result.stdout)
+        return SpotNotice(str(data["action"]), str(data["time"]))
+    except (ValueError, KeyError, TypeError):
+        raise TransportError(
+            f"unexpected spot notice on {transport.label}: {result.text()[:200]!r}"
+        ) from None
