@@ -19,9 +19,11 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.cloud_actions import CloudActions
 from app.host_actions import HostActions
 from app.logfollow import follow_local_file
 from app.oplog import OperationLog
@@ -49,7 +51,7 @@ DRY_RUN_ID = "<new-run-id>"
 REMOTE_REFRESH_S = 5.0  # run states of a remote host are re-read at most this often
 BURST_BYTES = 256 * 1024  # a batch bigger than this is a burst: see _digest
 PARSED_TAIL_BYTES = 64 * 1024
-DESTRUCTIVE_ACTIONS = {"stop_run", "cleanup_checkpoints"}
+DESTRUCTIVE_ACTIONS = {"stop_run", "cleanup_checkpoints", "stop_instance", "terminate_instance"}
 
 
 class RunsRefreshed(Message):
@@ -73,7 +75,7 @@ class CheckpointsListed(Message):
         self.best_path = best_path
 
 
-class RunctlApp(HostActions, App[int]):
+class RunctlApp(HostActions, CloudActions, App[int]):
     TITLE = "runctl-tui"
     # Absolute, so subclasses defined elsewhere (benchmarks, tests) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
@@ -87,6 +89,9 @@ class RunctlApp(HostActions, App[int]):
         Binding("S", "sync_code", "Sync code", id="host.sync"),
         Binding("D", "install_deps", "Install deps", id="host.deps"),
         Binding("x", "cancel_host_work", "Cancel sync/install", show=False, id="host.cancel"),
+        Binding("Z", "stop_instance", "Stop instance", show=False, id="instance.stop"),
+        Binding("U", "start_instance", "Start instance", show=False, id="instance.start"),
+        Binding("K", "terminate_instance", "Terminate", show=False, id="instance.terminate"),
         Binding("e", "events", "Events", id="app.events"),
         Binding("g", "refresh_now", "Refresh", id="app.refresh"),
         Binding("f", "toggle_follow", "Follow", id="log.follow"),
@@ -123,6 +128,8 @@ class RunctlApp(HostActions, App[int]):
         self._asked_trust: set[str] = set()  # hosts whose key question is open
         self._checkpoint_sources: dict[str, object] = {}  # host -> TransportCheckpointSource
         self._last_refresh_error: str | None = None
+        self._last_cloud_message: str | None = None
+        self._refresh_timers: dict[str, Timer] = {}
         self._last_remote_refresh = 0.0
         self._last_progress_write = 0.0
         self._live_history = None  # losses that arrived while following
@@ -171,8 +178,7 @@ class RunctlApp(HostActions, App[int]):
         self._show_instances(local)
         self.instances_table.focus()
         self.refresh_runs()
-        if self.settings.hosts:
-            self.refresh_instances()
+        self.refresh_instances()
 
     @work(
         thread=True,
@@ -187,12 +193,12 @@ class RunctlApp(HostActions, App[int]):
             rows = self.service.local.list_instances()
             if self.settings.hosts:
                 rows += self.service.hosts.list_instances(check=True)
+            rows += self.aws_rows()
             self.post_message(InstancesRefreshed(rows))
         finally:
-            if not get_current_worker().is_cancelled and self.settings.hosts:
-                self.call_from_thread(
-                    self.set_timer, self.settings.ssh.refresh_s, self.refresh_instances
-                )
+            if not get_current_worker().is_cancelled:
+                every = min(self.settings.ssh.refresh_s, self.settings.aws.refresh_s)
+                self.call_from_thread(self._reschedule, "instances", every, self.refresh_instances)
 
     @on(InstancesRefreshed)
     def instances_refreshed(self, event: InstancesRefreshed) -> None:
@@ -235,7 +241,10 @@ class RunctlApp(HostActions, App[int]):
         if instance is None:
             return
         try:
-            if instance.provider != "local" and (
+            if instance.provider == "aws":
+                # Runs on EC2 are not started from here yet: show what the store knows.
+                runs = self.store.runs(instance.provider, instance.id)
+            elif instance.provider != "local" and (
                 instance.reachable is False
                 or time.monotonic() - self._last_remote_refresh < REMOTE_REFRESH_S
             ):
@@ -257,7 +266,15 @@ class RunctlApp(HostActions, App[int]):
         self.post_message(RunsRefreshed(f"{instance.provider}:{instance.id}", runs))
 
     def _schedule_refresh(self) -> None:
-        self.set_timer(self.settings.ui.refresh_s, self._refresh_tick, name="refresh-runs")
+        self._reschedule("runs", self.settings.ui.refresh_s, self._refresh_tick)
+
+    def _reschedule(self, name: str, delay: float, callback: Callable[[], object]) -> None:
+        """One pending timer per refresh: a refresh asked for by hand replaces the next
+        scheduled one instead of starting a second chain of timers."""
+        previous = self._refresh_timers.get(name)
+        if previous is not None:
+            previous.stop()
+        self._refresh_timers[name] = self.set_timer(delay, callback, name=f"refresh-{name}")
 
     def _refresh_tick(self) -> None:
         if len(self.screen_stack) > 1:
@@ -827,6 +844,7 @@ class RunctlApp(HostActions, App[int]):
     # -- general -----------------------------------------------------------------------------------
     def action_refresh_now(self) -> None:
         self.refresh_runs()
+        self.refresh_instances()
         run = self.selected_run
         if run is not None:
             self.list_checkpoints(run)
