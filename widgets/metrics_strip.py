@@ -18,15 +18,19 @@ from widgets.formatting import duration, number
 TREND_ARROWS = {"down": ("↓", "green"), "up": ("↑", "red"), "flat": ("→", "yellow")}
 SHOWN_METRICS = 4  # other named metrics after loss/val (accuracy, lr, grad_norm, ...)
 NOT_METRICS = {"val_loss", "eval_loss", "valid_loss", "validation_loss", "loss", "train_loss"}
-# Names people watch, shown before anything else a line happened to hold ("lr", not
-# "regression: 3200 samples" from a banner line).
-WATCHED = ("acc", "lr", "learning_rate", "grad_norm", "perplexity", "ppl", "f1", "auc", "mfu")
+# Names people watch. Anything else a line held ("regression: 3200 samples" in a banner) stays
+# out of the strip; every value is still in `runctl-tui metrics` and the chart's history.
+WATCHED = (
+    "acc", "lr", "learning_rate", "grad_norm", "perplexity", "ppl", "f1", "auc", "mfu",
+    "tokens_per_s", "samples_per_second", "throughput", "iou", "bleu", "dice", "recall",
+    "precision", "reward", "score",
+)  # fmt: skip
 
 
 def shown_metric_names(metrics: dict[str, float]) -> list[str]:
     names = [name for name in metrics if name not in NOT_METRICS]
     watched = [n for n in names if any(word in n.lower() for word in WATCHED)]
-    return (watched + [n for n in names if n not in watched])[:SHOWN_METRICS]
+    return watched[:SHOWN_METRICS]
 
 
 class MetricsStrip(Vertical):

@@ -27,7 +27,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > Vertical {
-        width: 80; max-width: 95%; height: auto; max-height: 90%;
+        width: 104; max-width: 95%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 1 2;
     }
     """
