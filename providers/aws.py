@@ -644,6 +644,17 @@ class AwsProvider(Provider):
         return prices.get((instance_type, ""))
 
     # -- launch ---------------------------------------------------------------------------
+    def type_choices(
+        self, region: str, instance_types: Sequence[str]
+    ) -> list[tuple[str, GpuInfo | None, float | None]]:
+        """(type, GPU, on-demand $/h) for the launch dialog's list, in the order given (GPU
+        facts: one DescribeInstanceTypes per 100 types, then cached)."""
+        gpus = self.gpu_info(region, instance_types)
+        return [
+            (kind, gpus.get(kind), self.price_of(kind, region, spot=False))
+            for kind in instance_types
+        ]
+
     def resolve_ami(
         self, region: str, configured_ami: str | None, parameter: str = DLAMI_PARAMETER
     ) -> tuple[str, str]:

@@ -298,3 +298,19 @@ def test_a_type_the_region_does_not_describe_keeps_its_row_without_gpu_facts(pro
     assert rows[ids[0]].gpu is None and rows[ids[0]].price_per_hour == pytest.approx(3.06)
     assert rows[ids[1]].gpu == "A10G x1, 22 GiB"
     assert provider.last_results[REGION].detail_error is None
+
+
+def test_launch_dialog_choices_show_gpu_and_price_for_catalog_types(provider):
+    catalog = PriceCatalog()
+    counter = CallCounter(provider.clients.client("ec2", REGION), "ec2.DescribeInstanceTypes")
+    choices = {
+        kind: (gpu, price)
+        for kind, gpu, price in provider.type_choices(REGION, catalog.instance_types())
+    }
+    assert set(choices) == set(catalog.instance_types())
+    gpu, price = choices["g5.xlarge"]
+    assert gpu.label() == "A10G x1, 22 GiB" and price == pytest.approx(1.006)
+    assert choices["t3.micro"] == (None, pytest.approx(0.0104))
+    calls = counter.calls
+    provider.type_choices(REGION, ["g5.xlarge", "t3.micro"])
+    assert counter.calls == calls  # cached
