@@ -18,6 +18,7 @@ from textual._doc import take_svg_screenshot  # noqa: E402
 from tests.dashboard_scene import (  # noqa: E402
     SCENE_HOSTNAME,
     build_scene,
+    stop_cursor_blink,
     stop_scene,
     wait_until_painted,
 )
@@ -35,6 +36,7 @@ async def launch_dialog(pilot) -> None:
     await wait_until_painted(pilot)
     await pilot.press("t")
     await pilot.pause(0.3)
+    stop_cursor_blink(pilot.app)
     pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
     await pilot.press("ctrl+t")
     await pilot.pause(1.0)

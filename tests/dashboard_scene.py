@@ -198,3 +198,11 @@ async def wait_until_painted(pilot) -> None:
     if one_shot:  # an empty list means "every worker" to wait_for_complete
         await app.workers.wait_for_complete(one_shot)
     await pilot.pause(0.2)
+
+
+def stop_cursor_blink(app: RunctlApp) -> None:
+    """A blinking cursor would be drawn or not depending on the moment of the picture."""
+    from textual.widgets import Input
+
+    for field in app.screen.query(Input):
+        field.cursor_blink = False

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard_scene import SCENE_HOSTNAME, build_scene, stop_scene, wait_until_painted
+from tests.dashboard_scene import (
+    SCENE_HOSTNAME,
+    build_scene,
+    stop_cursor_blink,
+    stop_scene,
+    wait_until_painted,
+)
 
 SIZE = (120, 36)
 
@@ -38,6 +44,7 @@ def test_launch_dialog_dry_run(scene, snap_compare) -> None:
         await wait_until_painted(pilot)
         await pilot.press("t")
         await pilot.pause(0.2)
+        stop_cursor_blink(pilot.app)
         pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
         await pilot.press("ctrl+t")
         result = pilot.app.screen.query_one("#launch-result")
@@ -45,6 +52,10 @@ def test_launch_dialog_dry_run(scene, snap_compare) -> None:
             if "argv" in str(result.render()):
                 break
             await pilot.pause(0.05)
+        # The script completion list loads in a worker too; its suggestion is drawn when ready.
+        dialog_work = [w for w in pilot.app.workers if w.group.startswith("launch-")]
+        if dialog_work:
+            await pilot.app.workers.wait_for_complete(dialog_work)
         await pilot.pause(0.1)
 
     assert snap_compare(scene, terminal_size=SIZE, run_before=dry_run)
