@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 TAIL_BYTES = 4 << 20  # the log view opens on the last 4 MB, never the whole file
 DRY_RUN_ID = "<new-run-id>"
+STARTUP_GRACE_S = 0.5
 REMOTE_REFRESH_S = 5.0  # run states of a remote host are re-read at most this often
 BURST_BYTES = 256 * 1024  # a batch bigger than this is a burst: see _digest
 PARSED_TAIL_BYTES = 64 * 1024
@@ -178,7 +179,9 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         self._show_instances(local)
         self.instances_table.focus()
         self.refresh_runs()
-        self.refresh_instances()
+        # Hosts and clouds after the first frames: importing boto3 (~0.5 s of CPU) in a worker
+        # would hold the GIL while the dashboard paints.
+        self._reschedule("instances", STARTUP_GRACE_S, self.refresh_instances)
 
     @work(
         thread=True,
@@ -844,7 +847,9 @@ class RunctlApp(HostActions, CloudActions, App[int]):
     # -- general -----------------------------------------------------------------------------------
     def action_refresh_now(self) -> None:
         self.refresh_runs()
-        self.refresh_instances()
+        # Hosts and clouds after the first frames: importing boto3 (~0.5 s of CPU) in a worker
+        # would hold the GIL while the dashboard paints.
+        self._reschedule("instances", STARTUP_GRACE_S, self.refresh_instances)
         run = self.selected_run
         if run is not None:
             self.list_checkpoints(run)
