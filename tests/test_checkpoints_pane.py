@@ -15,6 +15,7 @@ from app.tui import RunctlApp
 from tests.conftest import wait_until
 from tests.test_checkpoint_safety import malicious_files
 from tests.test_dashboard_pilot import until
+from tests.test_runproto_local import make_service
 from widgets.confirm_modal import ConfirmModal
 
 
@@ -169,3 +170,33 @@ async def test_resume_from_a_checkpoint_continues_the_example_and_records_lineag
             pilot, lambda: child.id in table.rows and "↻cccccc" in str(table.get_row(child.id)[1])
         )
         app.service.stop(app.store.get_run(child.id), grace_s=5)
+
+
+async def test_a_running_run_without_a_recent_checkpoint_is_flagged(project: Path) -> None:
+    (project / "runctl.toml").write_text("[checkpoints]\nstale_minutes = 1\n")
+    (project / "quiet.py").write_text(
+        "import time\nprint('training', flush=True)\ntime.sleep(120)\n"
+    )
+    app = make_app(project)
+    local = app.service.local.list_instances()[0]
+    run = app.service.launch(app.service.plan("quiet.py", [], local))
+    # Its last checkpoint was written five minutes ago: everything since is at risk.
+    example_checkpoint(Path(run.checkpoint_dir), 1, 0.5, time.time() - 300)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            table = app.runs_table
+            await until(
+                pilot, lambda: run.id in table.rows and "⚠" in str(table.get_row(run.id)[6])
+            )
+            assert str(table.get_row(run.id)[6]).startswith("5m")
+            notes = await until(
+                pilot,
+                lambda: [
+                    n
+                    for n in app._notifications
+                    if "Checkpoints are getting old" in (n.title or "")
+                ],
+            )
+            assert run.id in notes[0].message and "5 minutes" in notes[0].message
+    finally:
+        make_service(project).stop(run, grace_s=5)
