@@ -17,6 +17,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.lazy import Lazy
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -76,6 +77,25 @@ class CheckpointsListed(Message):
         self.best_path = best_path
 
 
+class SidePanel(Vertical):
+    """The loss chart over the Checkpoints / Costs tabs (the app owns the pane widgets)."""
+
+    def __init__(self, chart: LossChart, checkpoints: CheckpointsTable, costs: CostsTable):
+        super().__init__(id="side")
+        self.chart, self.checkpoints, self.costs = chart, checkpoints, costs
+
+    def compose(self) -> ComposeResult:
+        yield self.chart
+        with TabbedContent(id="lower-tabs"):
+            with TabPane("Checkpoints", id="tab-checkpoints"):
+                yield self.checkpoints
+            with TabPane("Costs", id="tab-costs"):
+                yield self.costs
+
+    def on_mount(self) -> None:
+        self.app._label_checkpoints_tab()
+
+
 class RunctlApp(HostActions, CloudActions, App[int]):
     TITLE = "runctl-tui"
     # Absolute, so subclasses defined elsewhere (benchmarks, tests) find it too.
@@ -118,6 +138,9 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         self.selected_instance_key: str | None = None
         self.selected_run_id: str | None = None
         self.run_metrics: RunMetrics | None = None
+        self.loss_chart = LossChart(id="chart")
+        self.checkpoints_table = CheckpointsTable(id="checkpoints")
+        self.costs_table = CostsTable(id="costs")
         self.stopping: set[str] = set()
         self._base_sub_title = f"{self.project_root}" + (
             "  [read-only]" if settings.read_only else ""
@@ -146,13 +169,9 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         yield MetricsStrip(id="metrics")
         with Horizontal(id="bottom"):
             yield LogView(placeholder="no run selected", id="log")
-            with Vertical(id="side"):
-                yield LossChart(id="chart")
-                with TabbedContent(id="lower-tabs"):
-                    with TabPane("Checkpoints", id="tab-checkpoints"):
-                        yield CheckpointsTable(id="checkpoints")
-                    with TabPane("Costs", id="tab-costs"):
-                        yield CostsTable(id="costs")
+            # Mounted just after the first frame (it is the most costly part to lay out and
+            # draw); the panes exist from the start, so results that arrive earlier are kept.
+            yield Lazy(SidePanel(self.loss_chart, self.checkpoints_table, self.costs_table))
         yield Input(
             placeholder="filter the focused table — enter keeps it, escape clears it", id="filter"
         )
@@ -163,13 +182,9 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         # whenever one is open, while workers keep reporting to these panes.
         self.instances_table = self.query_one(InstancesTable)
         self.runs_table = self.query_one(RunsTable)
-        self.checkpoints_table = self.query_one(CheckpointsTable)
-        self.costs_table = self.query_one(CostsTable)
         self.metrics_strip = self.query_one(MetricsStrip)
         self.log_view = self.query_one(LogView)
-        self.loss_chart = self.query_one(LossChart)
         self.filter_box = self.query_one("#filter", Input)
-        self.lower_tabs = self.query_one("#lower-tabs", TabbedContent)
         self.instances_table.border_title = "Instances"
         self.runs_table.border_title = "Runs"
         self.log_view.border_title = "Log"
@@ -597,10 +612,11 @@ class RunctlApp(HostActions, CloudActions, App[int]):
     @on(CheckpointsTable.Sorted)
     def _label_checkpoints_tab(self) -> None:
         table = self.checkpoints_table
+        if not table.is_mounted:
+            return  # labelled when the side panel mounts
         with contextlib.suppress(NoMatches):  # the app may be closing
-            self.lower_tabs.get_tab(
-                "tab-checkpoints"
-            ).label = f"Checkpoints ({len(table.checkpoints)}) · by {table.sort_description}"
+            tab = table.query_ancestor(TabbedContent).get_tab("tab-checkpoints")
+            tab.label = f"Checkpoints ({len(table.checkpoints)}) · by {table.sort_description}"
 
     # -- launching ---------------------------------------------------------------------------------
     def action_train(self) -> None:

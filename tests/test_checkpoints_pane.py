@@ -105,7 +105,7 @@ async def test_pane_lists_metadata_marks_the_best_and_never_runs_a_malicious_pic
         table.sort_by("Loss", reverse=False)
         await pilot.pause()
         assert str(table.get_row_at(0)[1]).startswith("epoch-0002")
-        tab = app.lower_tabs.get_tab("tab-checkpoints")
+        tab = app.query_one("#lower-tabs").get_tab("tab-checkpoints")
         await until(pilot, lambda: "by loss ▲" in str(tab.label))
         await pilot.press("o")  # the next order: age, newest first
         await until(pilot, lambda: "by age ▼" in str(tab.label))

@@ -36,6 +36,8 @@ STATUS_STYLES = {"unsafe": "bold red", "corrupt": "bold red"}
 
 
 class CheckpointsTable(FilterableTable):
+    COLUMNS = ("★", "Checkpoint", "Kind", "Epoch", "Step", "Loss", "Size", "Age")
+
     BINDINGS = [
         Binding("o", "cycle_sort", "Sort", id="checkpoints.sort"),
         Binding("enter", "details", "Details", id="checkpoints.details"),
@@ -60,9 +62,6 @@ class CheckpointsTable(FilterableTable):
         self.sort_column = "Step"
         self.sort_reverse = SORTS["Step"][1]
         self._now: float | None = None
-
-    def on_mount(self) -> None:
-        self.add_columns("★", "Checkpoint", "Kind", "Epoch", "Step", "Loss", "Size", "Age")
 
     def show_checkpoints(
         self, infos: Sequence[Any], best_path: str | None = None, now: float | None = None

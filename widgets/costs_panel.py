@@ -12,8 +12,7 @@ from widgets.row_types import InstanceLike
 
 
 class CostsTable(FilterableTable):
-    def on_mount(self) -> None:
-        self.add_columns("Instance", "State", "$/h", "Uptime", "Spent", "Warnings")
+    COLUMNS = ("Instance", "State", "$/h", "Uptime", "Spent", "Warnings")
 
     def show_costs(self, instances: Sequence[InstanceLike]) -> None:
         rows = []

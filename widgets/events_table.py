@@ -14,8 +14,7 @@ RESULT_STYLES = {"ok": "green", "error": "bold red", "running": "bold yellow"}
 
 
 class EventsTable(FilterableTable):
-    def on_mount(self) -> None:
-        self.add_columns("When", "Operation", "Target", "Result", "Took", "Message")
+    COLUMNS = ("When", "Operation", "Target", "Result", "Took", "Message")
 
     def show_operations(self, operations: Sequence[Any]) -> None:
         """`operations` have name, target, started_at, duration_s, result, message."""

@@ -12,7 +12,10 @@ from textual.widgets.data_table import CellDoesNotExist
 
 
 class FilterableTable(DataTable):
-    """Keeps every row it was given; shows those whose text contains the filter."""
+    """Keeps every row it was given; shows those whose text contains the filter. Rows given
+    before the table is mounted are kept and shown when it is."""
+
+    COLUMNS: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("cursor_type", "row")
@@ -26,11 +29,17 @@ class FilterableTable(DataTable):
         self._all_rows = list(rows)
         self._render_rows()
 
+    def on_mount(self) -> None:
+        self.add_columns(*self.COLUMNS)
+        self._render_rows()
+
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip().lower()
         self._render_rows()
 
     def _render_rows(self) -> None:
+        if not self.columns:
+            return  # not mounted yet: on_mount shows the rows
         selected = self.selected_key
         self.clear()
         for key, cells in self._all_rows:

@@ -23,6 +23,8 @@ STATE_STYLES = {
 
 
 class InstancesTable(FilterableTable):
+    COLUMNS = ("Provider", "Instance", "Type", "GPU", "State", "Uptime", "$/h")
+
     class Selected(Message):
         def __init__(self, instance: Instance) -> None:
             super().__init__()
@@ -31,9 +33,6 @@ class InstancesTable(FilterableTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.instances: dict[str, Instance] = {}
-
-    def on_mount(self) -> None:
-        self.add_columns("Provider", "Instance", "Type", "GPU", "State", "Uptime", "$/h")
 
     def show_instances(self, instances: Sequence[Instance]) -> None:
         self.instances = {f"{i.provider}:{i.id}": i for i in instances}

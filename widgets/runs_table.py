@@ -24,6 +24,8 @@ STATUS_STYLES = {
 
 
 class RunsTable(FilterableTable):
+    COLUMNS = ("Run", "Script", "Status", "Took", "Epoch", "Loss", "Ckpt")
+
     class Selected(Message):
         def __init__(self, run: Run) -> None:
             super().__init__()
@@ -34,9 +36,6 @@ class RunsTable(FilterableTable):
         self.runs: dict[str, Run] = {}
         self.stop_countdowns: dict[str, float] = {}
         self.checkpoint_warn_s: float = 3600.0
-
-    def on_mount(self) -> None:
-        self.add_columns("Run", "Script", "Status", "Took", "Epoch", "Loss", "Ckpt")
 
     def show_runs(self, runs: Sequence[Run], now: float | None = None) -> None:
         now = time.time() if now is None else now
