@@ -244,13 +244,16 @@ class HostActions:
         return result
 
     # -- before a run on a host ----------------------------------------------------------------
-    def prepare_host(self: RunctlApp, instance: Instance, script: str) -> None:
-        """Sync and install before a run (each as runctl.toml says), in the launch worker."""
+    def prepare_host(
+        self: RunctlApp, instance: Instance, script: str, install_deps: bool = True
+    ) -> None:
+        """Sync and install before a run, in the launch worker: sync as runctl.toml says,
+        dependencies unless the launch dialog's box was cleared."""
         worker = get_current_worker()
         started = time.monotonic()
         if self.settings.train.sync_before_run:
             self.sync_project_to(instance, lambda: worker.is_cancelled)
-        if self.settings.train.install_deps:
+        if install_deps:
             self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled)
         self.oplog.record(
             "prepare-host",

@@ -647,6 +647,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
             instance_key=self.selected_instance_key,
             parent_run_id=parent_run_id,
             parent_checkpoint=parent_checkpoint,
+            install_deps=self.settings.train.install_deps,
         )
         self.push_screen(screen, self._launch_dialog_closed)
 
@@ -675,7 +676,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         instance = self.instances[request.instance_key]
         try:
             if instance.provider == "ssh" and not force:
-                self.prepare_host(instance, request.script)  # sync + dependencies
+                self.prepare_host(instance, request.script, request.install_deps)
             plan = self.service.plan(
                 request.script,
                 request.args,

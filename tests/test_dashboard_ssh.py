@@ -75,6 +75,7 @@ async def test_sync_then_train_on_the_host_follow_its_log_and_stop_it(
             screen.query_one("#script").value = "training/train.py"
             screen.query_one("#args").value = "--step-delay 0.05 --epochs 50"
             screen.query_one("#target").value = "ssh:box"
+            screen.query_one("#install-deps").value = False  # the toggle that skips the step
             await pilot.click("#start")
             run = await until(
                 pilot,
@@ -82,6 +83,8 @@ async def test_sync_then_train_on_the_host_follow_its_log_and_stop_it(
                 timeout=60,
             )
             assert run.run_dir.startswith(str(sshd.remote_home))
+            operations = [op.name for op in app.oplog.recent]
+            assert "sync" in operations and "install" not in operations
             assert run.project_root == str(remote_project)
             # The log, read over SSH, streams into the view; the strip parses it.
             await until(pilot, lambda: any("loss=" in line for line in log_lines(app)), 60)

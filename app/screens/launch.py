@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "runs", "checkpoints", ".tox"}
 MAX_SUGGESTIONS = 5000
@@ -28,6 +28,7 @@ class LaunchRequest:
     instance_key: str
     parent_run_id: str | None = None
     parent_checkpoint: str | None = None
+    install_deps: bool = True  # on an SSH host: install dependencies before starting
 
 
 def project_scripts(root: Path, limit: int = MAX_SUGGESTIONS) -> list[str]:
@@ -76,6 +77,7 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         instance_key: str | None = None,
         parent_run_id: str | None = None,
         parent_checkpoint: str | None = None,
+        install_deps: bool = True,
     ) -> None:
         """`check(script, args, instance_key)` returns (problems, dry-run description); it runs
         in a worker because it compiles the script."""
@@ -88,6 +90,7 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.initial_instance = instance_key or (instances[0][1] if instances else None)
         self.parent_run_id = parent_run_id
         self.parent_checkpoint = parent_checkpoint
+        self.install_deps = install_deps
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -103,6 +106,11 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
                 value=self.initial_instance or Select.BLANK,
                 allow_blank=False,
                 id="target",
+            )
+            yield Checkbox(
+                "On an SSH host: install dependencies first",
+                value=self.install_deps,
+                id="install-deps",
             )
             with VerticalScroll(id="launch-output"):
                 yield Static("", id="launch-result", markup=False)
@@ -194,5 +202,12 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
             self._show(problems, "Dry run — nothing started:\n" + description)
             return
         self.dismiss(
-            LaunchRequest(script, args, target, self.parent_run_id, self.parent_checkpoint)
+            LaunchRequest(
+                script,
+                args,
+                target,
+                self.parent_run_id,
+                self.parent_checkpoint,
+                install_deps=self.query_one("#install-deps", Checkbox).value,
+            )
         )
