@@ -150,6 +150,8 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         self._announced_stale: set[str] = set()
         self._announced_nonfinite: set[str] = set()
         self._asked_trust: set[str] = set()  # hosts whose key question is open
+        self._trust_offered: set[str] = set()  # hosts asked about on selection already
+        self._showing_operation_log = False  # the log pane shows pip's output, not a run's
         self._checkpoint_sources: dict[str, object] = {}  # host -> TransportCheckpointSource
         self._last_refresh_error: str | None = None
         self._last_cloud_message: str | None = None
@@ -233,9 +235,15 @@ class RunctlApp(HostActions, CloudActions, App[int]):
     @on(InstancesTable.Selected)
     def instance_selected(self, event: InstancesTable.Selected) -> None:
         key = f"{event.instance.provider}:{event.instance.id}"
-        if event.instance.state == "unknown host key":
+        if (
+            event.instance.state == "unknown host key"
+            and event.instance.id not in self._trust_offered
+        ):
+            # Asked once when the row is first selected (the table re-highlights its row on
+            # every refresh); sync, install and train ask again when they need the host.
             check = self.service.hosts.checks.get(event.instance.id)
             if check is not None and check.error is not None:
+                self._trust_offered.add(event.instance.id)
                 self.ask_trust(check.error, then=self.refresh_runs)
         if key != self.selected_instance_key:
             self.selected_instance_key = key
@@ -311,7 +319,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         if self.selected_run_id is None and event.runs:
             first = sorted(event.runs, key=lambda r: (not r.active, -r.started_at))[0]
             self._select_run(first)
-        elif self.selected_run_id is not None:
+        elif self.selected_run_id is not None and not self._showing_operation_log:
             run = table.runs.get(self.selected_run_id)
             if run is not None:
                 self._update_log_title(run)
@@ -357,11 +365,12 @@ class RunctlApp(HostActions, CloudActions, App[int]):
 
     @on(RunsTable.Selected)
     def run_selected(self, event: RunsTable.Selected) -> None:
-        if event.run.id != self.selected_run_id:
+        if event.run.id != self.selected_run_id or self._showing_operation_log:
             self._select_run(event.run)
 
     def _select_run(self, run: Run) -> None:
         self.selected_run_id = run.id
+        self._showing_operation_log = False
         self._update_log_title(run)
         from app.run_metrics import RunMetrics
 
@@ -442,6 +451,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         """Output of host work (pip / uv) in the log pane, followed as it is written."""
         from app.log_index import FileSource, LogIndex
 
+        self._showing_operation_log = True  # until a run is selected again
         self.log_view.border_title = title
         self.log_view.border_subtitle = str(path)
         self.log_view.open_index(LogIndex(FileSource(path)))
