@@ -44,6 +44,16 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
+def _descendant_pids(root: int) -> list[int]:
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        children = [pid for parent in frontier for pid in _child_pids(parent)]
+        found.extend(children)
+        frontier = children
+    return found
+
+
 def _child_pids(parent: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -147,15 +157,21 @@ class SshdServer:
         for transport in self.transports:
             transport.close()
         if self.process is not None and self.process.poll() is None:
+            # Stop accepting first (SIGSTOP: its children stay its children, so they can
+            # still be found), then end every connection, then the server: a client that
+            # reconnected in between must not keep a session alive past the "host down".
+            self.process.send_signal(signal.SIGSTOP)
             self.kill_connections()
-            self.process.terminate()
+            self.process.kill()
             self.process.wait(10)
         self.process = None
 
     def kill_connections(self) -> int:
-        """SIGKILL every per-connection sshd process, as a network drop would end them."""
+        """SIGKILL every per-connection sshd process and what it started, as a network drop
+        would end them (the monitor alone is not enough: its unprivileged child holds the
+        socket)."""
         assert self.process is not None
-        victims = _child_pids(self.process.pid)
+        victims = _descendant_pids(self.process.pid)
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
