@@ -99,21 +99,6 @@ def _apply_backspaces(line: str) -> str:
     return "".join(out)
 
 
-def tail_start(path: str, max_bytes: int) -> int:
-    """Offset from which the last `max_bytes` of the file start at a line boundary."""
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        return 0
-    if size <= max_bytes:
-        return 0
-    with open(path, "rb") as handle:
-        handle.seek(size - max_bytes)
-        block = handle.read(min(max_bytes, 1 << 20))
-    newline = block.find(b"\n")
-    return size - max_bytes + (newline + 1 if newline >= 0 else 0)
-
-
 async def follow_local_file(
     path: str,
     offset: int = 0,

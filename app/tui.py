@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from app.run_metrics import RunMetrics
     from app.screens.launch import LaunchRequest
 
-TAIL_BYTES = 4 << 20  # the log view opens on the last 4 MB, never the whole file
+TAIL_BYTES = 4 << 20  # the metrics strip parses the log's last 4 MB; the chart scans it all
 DRY_RUN_ID = "<new-run-id>"
 STARTUP_GRACE_S = 0.5
 REMOTE_REFRESH_S = 5.0  # run states of a remote host are re-read at most this often
