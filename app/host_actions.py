@@ -188,19 +188,24 @@ class HostActions:
         try:
             # The dependency files must be on the host first: a sync that finds nothing
             # changed costs one manifest read.
-            self.sync_project_to(instance, lambda: worker.is_cancelled)
-            self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled)
+            target = self.sync_project_to(instance, lambda: worker.is_cancelled)
+            self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled, target)
         except ProviderError as err:
             self._host_failed(instance, "Installing dependencies", err)
 
     def install_deps_in_thread(
-        self: RunctlApp, instance: Instance, script: str, cancelled: Callable[[], bool]
+        self: RunctlApp,
+        instance: Instance,
+        script: str,
+        cancelled: Callable[[], bool],
+        target: Any = None,
     ):
         """Install in the calling (worker) thread; pip's or uv's output goes to a local file
-        the log pane follows, the step to the subtitle. Returns the DepsResult."""
+        the log pane follows, the step to the subtitle. `target`: the host's HostSync when a
+        sync just resolved it. Returns the DepsResult."""
         from app.deps import DepsInstallError, install_deps, plan_deps
 
-        target = self.service.host_sync(instance)
+        target = target or self.service.host_sync(instance)
         plan = plan_deps(self.project_root, script)
         log_path = self.settings.state_dir / "ops" / f"deps-{instance.id}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,10 +256,11 @@ class HostActions:
         dependencies unless the launch dialog's box was cleared."""
         worker = get_current_worker()
         started = time.monotonic()
+        target = None
         if self.settings.train.sync_before_run:
-            self.sync_project_to(instance, lambda: worker.is_cancelled)
+            target = self.sync_project_to(instance, lambda: worker.is_cancelled)
         if install_deps:
-            self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled)
+            self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled, target)
         self.oplog.record(
             "prepare-host",
             f"ssh:{instance.id}",
