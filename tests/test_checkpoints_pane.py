@@ -14,9 +14,8 @@ from app.store import Run
 from app.tui import RunctlApp
 from tests.conftest import wait_until
 from tests.test_checkpoint_safety import malicious_files
-from tests.test_dashboard_pilot import until
+from tests.test_dashboard_pilot import confirmation, until
 from tests.test_runproto_local import make_service
-from widgets.confirm_modal import ConfirmModal
 
 
 def make_app(project: Path) -> RunctlApp:
@@ -125,8 +124,7 @@ async def test_cleanup_confirms_every_file_then_keeps_newest_and_best(project: P
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: app.checkpoints_table.row_count == 5)
         await pilot.press("c")
-        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-        body = str(modal.query_one("#confirm-body").render())
+        _, body = await confirmation(pilot, app)
         assert "Delete 2" in body and "Keep 3" in body
         for epoch in (2, 3):
             assert f"- epoch-{epoch:04d}.ckpt.json" in body

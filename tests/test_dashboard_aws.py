@@ -13,7 +13,7 @@ import boto3
 from app.settings import load_settings
 from app.tui import RunctlApp
 from tests.moto_server import REGION, MotoServer, moto  # noqa: F401 (a fixture)
-from tests.test_dashboard_pilot import until
+from tests.test_dashboard_pilot import confirmation, until
 from widgets.confirm_modal import ConfirmModal
 
 MANAGED = [{"Key": "runctl:managed", "Value": "true"}, {"Key": "Name", "Value": "trainer"}]
@@ -65,8 +65,7 @@ async def test_ec2_rows_stop_after_confirmation_and_terminate_needs_the_typed_id
 
         await select(pilot, app, f"aws:{stopped_one}")
         await pilot.press("Z")
-        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-        body = str(modal.query_one("#confirm-body").render())
+        modal, body = await confirmation(pilot, app)
         assert stopped_one in body and "g5.xlarge" in body and "/h" in body
         assert app.focused.id == "cancel"
         await pilot.press("y")
@@ -74,7 +73,7 @@ async def test_ec2_rows_stop_after_confirmation_and_terminate_needs_the_typed_id
 
         await select(pilot, app, f"aws:{doomed}")
         await pilot.press("K")
-        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+        modal, _ = await confirmation(pilot, app)
         assert modal.query_one("#confirm").disabled
         await pilot.press("y")  # not enough: the id must be typed
         assert isinstance(app.screen, ConfirmModal) and state_of(doomed) == "running"

@@ -12,9 +12,8 @@ from pathlib import Path
 from app.settings import load_settings
 from app.tui import RunctlApp
 from tests.conftest import log_lines, wait_until
-from tests.test_dashboard_pilot import until
+from tests.test_dashboard_pilot import confirmation, until
 from tests.test_runproto_local import make_service
-from widgets.confirm_modal import ConfirmModal
 
 SLOW_EXAMPLE = ["--step-delay", "0.03", "--steps-per-epoch", "20", "--epochs", "200"]
 
@@ -70,8 +69,8 @@ async def test_stop_shows_a_countdown_then_kills_a_run_that_ignores_sigterm(proj
         await until(pilot, lambda: app.selected_run_id == run.id)
         app.runs_table.focus()
         await pilot.press("s")
-        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-        assert "waits up to 3 s" in str(modal.query_one("#confirm-body").render())
+        _, body = await confirmation(pilot, app)
+        assert "waits up to 3 s" in body
         await pilot.press("y")
         row = await until(
             pilot,

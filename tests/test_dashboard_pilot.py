@@ -26,6 +26,12 @@ async def until(pilot, predicate, timeout: float = 30.0):
     raise AssertionError(f"not reached within {timeout} s: {predicate}")
 
 
+async def confirmation(pilot, app) -> tuple[ConfirmModal, str]:
+    """Wait for the confirmation dialog; returns it and the text of its body."""
+    modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+    return modal, str(modal.query_one("#confirm-body").render())
+
+
 def make_app(project: Path, **overrides) -> RunctlApp:
     return RunctlApp(load_settings(project, **overrides), project)
 
@@ -53,8 +59,7 @@ async def test_start_from_launch_dialog_then_stop_through_confirmation(project: 
         assert strip_text is not None
 
         await pilot.press("s")
-        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-        body = str(modal.query_one("#confirm-body").render())
+        _, body = await confirmation(pilot, app)
         assert run.id in body and "SIGTERM" in body and "training/train.py" in body
         assert app.focused.id == "cancel"  # a stray enter never stops anything
         await pilot.press("y")
@@ -90,8 +95,8 @@ async def test_second_training_asks_start_anyway(project: Path) -> None:
             pilot, lambda: next((r for r in runs.runs.values() if r.status == "running"), None)
         )
         await launch_from_dialog(pilot, app, "--step-delay 0.05 --epochs 100")
-        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-        assert first.id in str(modal.query_one("#confirm-body").render())
+        _, body = await confirmation(pilot, app)
+        assert first.id in body
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmModal))
         assert len(app.store.runs()) == 1

@@ -12,10 +12,9 @@ from app.sync_report import known_hosts_path
 from app.tui import RunctlApp
 from tests.conftest import log_lines
 from tests.sshd_server import SshdServer, sshd  # noqa: F401 (a fixture)
-from tests.test_dashboard_pilot import until
+from tests.test_dashboard_pilot import confirmation, until
 from tests.test_deps import host_like_this_machine, tiny_package
 from tests.test_sync_report import configure, trust_server
-from widgets.confirm_modal import ConfirmModal
 
 
 def make_app(project: Path) -> RunctlApp:
@@ -44,8 +43,7 @@ async def test_unknown_host_key_is_asked_with_its_fingerprint_then_remembered(
             ),
         )
         await select_host(pilot, app)
-        modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-        body = str(modal.query_one("#confirm-body").render())
+        _, body = await confirmation(pilot, app)
         assert sshd.fingerprint() in body
         assert app.focused.id == "cancel"
         await pilot.press("y")
@@ -64,8 +62,7 @@ async def test_sync_then_train_on_the_host_follow_its_log_and_stop_it(
         async with app.run_test(size=(120, 36)) as pilot:
             await select_host(pilot, app)
             await pilot.press("S")
-            modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-            body = str(modal.query_one("#confirm-body").render())
+            _, body = await confirmation(pilot, app)
             assert "training/train.py" in body and "to send" in body
             await pilot.press("y")
             await until(pilot, lambda: (remote_project / "training" / "train.py").is_file())
@@ -93,8 +90,8 @@ async def test_sync_then_train_on_the_host_follow_its_log_and_stop_it(
             app.runs_table.focus()
             await until(pilot, lambda: app.selected_run_id == run.id)
             await pilot.press("s")
-            modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-            assert "on ssh box" in str(modal.query_one("#confirm-body").render())
+            _, body = await confirmation(pilot, app)
+            assert "on ssh box" in body
             await pilot.press("y")
             stopped = await until(
                 pilot,
