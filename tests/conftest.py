@@ -3,6 +3,7 @@ writes the real user's settings or state."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -68,3 +69,26 @@ def log_lines(app) -> list[str]:
     if index is None:
         return []
     return [line for line in index.read_lines(0, index.line_count) if line]
+
+
+def write_example_checkpoint(
+    directory: Path, epoch: int, loss: float, mtime: float, **extra: float
+) -> Path:
+    """A checkpoint as examples/train.py writes it after `epoch` (100 steps per epoch, of 10),
+    modified at `mtime`; `extra` adds keys (val_loss, total_steps)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"epoch-{epoch:04d}.ckpt.json"
+    state = {
+        "format": "runctl-example-v1",
+        "epoch": epoch,
+        "epoch_complete": True,
+        "total_epochs": 10,
+        "step": epoch * 100,
+        "loss": loss,
+        "weights": [0.0] * 16,
+        "bias": 0.0,
+        **extra,
+    }
+    path.write_text(json.dumps(state))
+    os.utime(path, (mtime, mtime))
+    return path

@@ -9,7 +9,6 @@ so ages, durations and run ids never change between runs of the tests.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import textwrap
@@ -21,6 +20,7 @@ from app.settings import load_settings
 from app.store import Run
 from app.tui import RunctlApp
 from providers.runproto import RunSpec
+from tests.conftest import write_example_checkpoint
 
 # 2026-11-23 10:40:00 UTC: the dashboard's "now".
 FROZEN_NOW = 1795430400.0
@@ -55,24 +55,6 @@ def training_transcript(epochs_done: int, total_epochs: int, steps_per_epoch: in
             )
             lines.append(f"Saved checkpoint checkpoints/epoch-{epoch:04d}.ckpt.json")
     return "\n".join(lines) + "\n"
-
-
-def write_checkpoint(directory: Path, epoch: int, step: int, loss: float, mtime: float) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"epoch-{epoch:04d}.ckpt.json"
-    state = {
-        "format": "runctl-example-v1",
-        "epoch": epoch,
-        "epoch_complete": True,
-        "total_epochs": 10,
-        "step": step,
-        "loss": loss,
-        "val_loss": loss * 1.05,
-        "weights": [0.0] * 16,
-        "bias": 0.0,
-    }
-    path.write_text(json.dumps(state))
-    os.utime(path, (mtime, mtime))
 
 
 def build_scene(base: Path = SCENE_DIR) -> tuple[RunctlApp, RunService, Path]:
@@ -134,7 +116,8 @@ def build_scene(base: Path = SCENE_DIR) -> tuple[RunctlApp, RunService, Path]:
     run_dir.mkdir(parents=True)
     (run_dir / "output.log").write_text(training_transcript(3, 10, 100))
     for epoch, loss in ((1, 0.5521), (2, 0.4307), (3, 0.3894)):
-        write_checkpoint(checkpoint_dir, epoch, epoch * 100, loss, FROZEN_NOW - 900 + epoch * 240)
+        mtime = FROZEN_NOW - 900 + epoch * 240
+        write_example_checkpoint(checkpoint_dir, epoch, loss, mtime, val_loss=loss * 1.05)
     started = FROZEN_NOW - 1500
     spec = RunSpec(
         run_id=RUNNING_ID,

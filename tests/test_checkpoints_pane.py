@@ -4,15 +4,13 @@ resume that really continues the example training from the chosen checkpoint."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 from app.settings import load_settings
 from app.store import Run
 from app.tui import RunctlApp
-from tests.conftest import wait_until
+from tests.conftest import wait_until, write_example_checkpoint
 from tests.test_checkpoint_safety import malicious_files
 from tests.test_dashboard_pilot import confirmation, until
 from tests.test_runproto_local import make_service
@@ -20,25 +18,6 @@ from tests.test_runproto_local import make_service
 
 def make_app(project: Path) -> RunctlApp:
     return RunctlApp(load_settings(project), project)
-
-
-def example_checkpoint(directory: Path, epoch: int, loss: float, mtime: float) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"epoch-{epoch:04d}.ckpt.json"
-    state = {
-        "format": "runctl-example-v1",
-        "epoch": epoch,
-        "epoch_complete": True,
-        "total_epochs": 10,
-        "step": epoch * 100,
-        "total_steps": 1000,
-        "loss": loss,
-        "weights": [0.0] * 16,
-        "bias": 0.0,
-    }
-    path.write_text(json.dumps(state))
-    os.utime(path, (mtime, mtime))
-    return path
 
 
 def finished_run(app: RunctlApp, project: Path, run_id: str) -> Run:
@@ -74,7 +53,7 @@ async def test_pane_lists_metadata_marks_the_best_and_never_runs_a_malicious_pic
     directory = Path(run.checkpoint_dir)
     now = time.time()
     for epoch, loss in ((1, 0.61), (2, 0.42), (3, 0.47)):
-        example_checkpoint(directory, epoch, loss, now - 1000 + epoch * 100)
+        write_example_checkpoint(directory, epoch, loss, now - 1000 + epoch * 100, total_steps=1000)
     marker = tmp_path / "pwned"
     for name, content in malicious_files(marker).items():
         (directory / name).write_bytes(content)
@@ -119,7 +98,7 @@ async def test_cleanup_confirms_every_file_then_keeps_newest_and_best(project: P
     now = time.time()
     losses = {1: 0.30, 2: 0.50, 3: 0.55, 4: 0.52, 5: 0.51}  # epoch 1 is the best
     for epoch, loss in losses.items():
-        example_checkpoint(directory, epoch, loss, now - 1000 + epoch * 100)
+        write_example_checkpoint(directory, epoch, loss, now - 1000 + epoch * 100, total_steps=1000)
 
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: app.checkpoints_table.row_count == 5)
@@ -142,7 +121,9 @@ async def test_resume_from_a_checkpoint_continues_the_example_and_records_lineag
 ) -> None:
     app = make_app(project)
     parent = finished_run(app, project, "20261101-100000-cccccc")
-    checkpoint = example_checkpoint(Path(parent.checkpoint_dir), 3, 0.45, time.time() - 100)
+    checkpoint = write_example_checkpoint(
+        Path(parent.checkpoint_dir), 3, 0.45, time.time() - 100, total_steps=1000
+    )
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: app.checkpoints_table.row_count == 1)
         app.checkpoints_table.focus()
@@ -179,7 +160,7 @@ async def test_a_running_run_without_a_recent_checkpoint_is_flagged(project: Pat
     local = app.service.local.list_instances()[0]
     run = app.service.launch(app.service.plan("quiet.py", [], local))
     # Its last checkpoint was written five minutes ago: everything since is at risk.
-    example_checkpoint(Path(run.checkpoint_dir), 1, 0.5, time.time() - 300)
+    write_example_checkpoint(Path(run.checkpoint_dir), 1, 0.5, time.time() - 300, total_steps=1000)
     try:
         async with app.run_test(size=(120, 36)) as pilot:
             table = app.runs_table

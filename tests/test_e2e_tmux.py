@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_until
+
 BIN = Path(sys.executable).parent / "runctl-tui"
 
 
@@ -68,6 +70,18 @@ class TmuxSession:
             time.sleep(0.1)
         raise AssertionError(f"screen never showed {what!r}; last screen:\n{self.screen()}")
 
+    def start_training(self, args: str) -> None:
+        """t, then the arguments (the script is prefilled from runctl.toml), then enter."""
+        self.keys("t")
+        self.wait_for("Start training")
+        self.keys("Tab")
+        self.type(args)
+        self.keys("Enter")
+
+    def pid(self) -> int:
+        """The process in the pane: runctl-tui itself (`env` execs it)."""
+        return int(self._tmux("display-message", "-p", "-t", self.name, "#{pane_pid}"))
+
     def kill(self) -> None:
         self._tmux("kill-server")
 
@@ -79,25 +93,25 @@ def tmux_app(project: Path, isolated_home: Path):
     (project / "runctl.toml").write_text(
         '[train]\nstop_grace_s = 10\ndefault_script = "training/train.py"\n'
     )
-    env = {
+    session = TmuxSession(project, dashboard_env(isolated_home))
+    yield session
+    session.kill()
+
+
+def dashboard_env(isolated_home: Path) -> dict[str, str]:
+    """What the dashboard in tmux gets: this test's state dir and config dir, a real TERM."""
+    return {
         "RUNCTL_HOME": str(isolated_home),
         "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"],
         "TERM": "xterm-256color",
         "PATH": os.environ.get("PATH", ""),
     }
-    session = TmuxSession(project, env)
-    yield session
-    session.kill()
 
 
 def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) -> None:
     tmux_app.wait_for("Instances")
     tmux_app.wait_for("this machine")
-    tmux_app.keys("t")
-    tmux_app.wait_for("Start training")
-    tmux_app.keys("Tab")  # script is prefilled from runctl.toml; move to the arguments
-    tmux_app.type("--step-delay 0.03 --epochs 50")
-    tmux_app.keys("Enter")
+    tmux_app.start_training("--step-delay 0.03 --epochs 50")
     screen = tmux_app.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
     assert "running" in screen
     tmux_app.wait_for(lambda s: re.search(r"loss 0\.\d+", s) is not None)  # the metrics strip
@@ -111,32 +125,20 @@ def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) 
     tmux_app.wait_for(lambda s: "stopped 0" in s, timeout=30)
 
     tmux_app.keys("q")
-    deadline = time.monotonic() + 15
-    while tmux_app.alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not tmux_app.alive(), "runctl-tui did not quit on q"
+    wait_until(lambda: not tmux_app.alive(), timeout=15)  # runctl-tui quits on q
 
 
 def test_killed_dashboard_loses_nothing_and_reopens_on_the_running_run(
     tmux_app: TmuxSession, project: Path, isolated_home: Path
 ) -> None:
     tmux_app.wait_for("this machine")
-    tmux_app.keys("t")
-    tmux_app.wait_for("Start training")
-    tmux_app.keys("Tab")
-    tmux_app.type("--step-delay 0.05 --epochs 50")
-    tmux_app.keys("Enter")
+    tmux_app.start_training("--step-delay 0.05 --epochs 50")
     tmux_app.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
-    pane_pid = int(tmux_app._tmux("display-message", "-p", "-t", tmux_app.name, "#{pane_pid}"))
-    os.kill(pane_pid, signal.SIGKILL)  # the dashboard dies mid-run, with no chance to clean up
+    os.kill(
+        tmux_app.pid(), signal.SIGKILL
+    )  # the dashboard dies mid-run, with no chance to clean up
 
-    env = {
-        "RUNCTL_HOME": str(isolated_home),
-        "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"],
-        "TERM": "xterm-256color",
-        "PATH": os.environ.get("PATH", ""),
-    }
-    reopened = TmuxSession(project, env)
+    reopened = TmuxSession(project, dashboard_env(isolated_home))
     try:
         screen = reopened.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
         assert "running" in screen
