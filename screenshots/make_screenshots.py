@@ -18,7 +18,8 @@ from textual._doc import take_svg_screenshot  # noqa: E402
 from tests.dashboard_scene import (  # noqa: E402
     SCENE_HOSTNAME,
     build_scene,
-    stop_cursor_blink,
+    show_launch_dry_run,
+    show_stop_dialog,
     stop_scene,
     wait_until_painted,
 )
@@ -26,26 +27,10 @@ from tests.dashboard_scene import (  # noqa: E402
 SIZE = (120, 36)
 
 
-async def stop_dialog(pilot) -> None:
-    await wait_until_painted(pilot)
-    await pilot.press("s")
-    await pilot.pause(0.3)
-
-
-async def launch_dialog(pilot) -> None:
-    await wait_until_painted(pilot)
-    await pilot.press("t")
-    await pilot.pause(0.3)
-    stop_cursor_blink(pilot.app)
-    pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
-    await pilot.press("ctrl+t")
-    await pilot.pause(1.0)
-
-
 SHOTS = {
     "dashboard.svg": wait_until_painted,
-    "launch-dialog.svg": launch_dialog,
-    "stop-confirmation.svg": stop_dialog,
+    "launch-dialog.svg": show_launch_dry_run,
+    "stop-confirmation.svg": show_stop_dialog,
 }
 
 

@@ -189,3 +189,30 @@ def stop_cursor_blink(app: RunctlApp) -> None:
 
     for field in app.screen.query(Input):
         field.cursor_blink = False
+
+
+async def show_stop_dialog(pilot) -> None:
+    """The scene, then `s` on the running run: the confirmation."""
+    await wait_until_painted(pilot)
+    await pilot.press("s")
+    await pilot.pause(0.2)
+
+
+async def show_launch_dry_run(pilot) -> None:
+    """The scene, then `t`, arguments, and the dry run's output in the dialog."""
+    await wait_until_painted(pilot)
+    await pilot.press("t")
+    await pilot.pause(0.2)
+    stop_cursor_blink(pilot.app)
+    pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
+    await pilot.press("ctrl+t")
+    result = pilot.app.screen.query_one("#launch-result")
+    for _ in range(200):
+        if "argv" in str(result.render()):
+            break
+        await pilot.pause(0.05)
+    # The script completion list loads in a worker too; its suggestion is drawn when ready.
+    dialog_work = [w for w in pilot.app.workers if w.group.startswith("launch-")]
+    if dialog_work:
+        await pilot.app.workers.wait_for_complete(dialog_work)
+    await pilot.pause(0.1)

@@ -9,7 +9,8 @@ import pytest
 from tests.dashboard_scene import (
     SCENE_HOSTNAME,
     build_scene,
-    stop_cursor_blink,
+    show_launch_dry_run,
+    show_stop_dialog,
     stop_scene,
     wait_until_painted,
 )
@@ -31,34 +32,11 @@ def test_dashboard_with_a_run_in_progress(scene, snap_compare) -> None:
 
 
 def test_stop_confirmation_names_the_run(scene, snap_compare) -> None:
-    async def open_stop_dialog(pilot) -> None:
-        await wait_until_painted(pilot)
-        await pilot.press("s")
-        await pilot.pause(0.2)
-
-    assert snap_compare(scene, terminal_size=SIZE, run_before=open_stop_dialog)
+    assert snap_compare(scene, terminal_size=SIZE, run_before=show_stop_dialog)
 
 
 def test_launch_dialog_dry_run(scene, snap_compare) -> None:
-    async def dry_run(pilot) -> None:
-        await wait_until_painted(pilot)
-        await pilot.press("t")
-        await pilot.pause(0.2)
-        stop_cursor_blink(pilot.app)
-        pilot.app.screen.query_one("#args").value = "--epochs 10 --lr 0.05"
-        await pilot.press("ctrl+t")
-        result = pilot.app.screen.query_one("#launch-result")
-        for _ in range(200):
-            if "argv" in str(result.render()):
-                break
-            await pilot.pause(0.05)
-        # The script completion list loads in a worker too; its suggestion is drawn when ready.
-        dialog_work = [w for w in pilot.app.workers if w.group.startswith("launch-")]
-        if dialog_work:
-            await pilot.app.workers.wait_for_complete(dialog_work)
-        await pilot.pause(0.1)
-
-    assert snap_compare(scene, terminal_size=SIZE, run_before=dry_run)
+    assert snap_compare(scene, terminal_size=SIZE, run_before=show_launch_dry_run)
 
 
 def test_help_lists_the_keys(scene, snap_compare) -> None:
