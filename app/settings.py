@@ -12,7 +12,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -78,6 +78,13 @@ class CostSettings(_Section):
     uptime_warn_hours: float = 24.0
     accrued_warn_usd: float = 10.0
     idle_warn_minutes: float = 30.0
+    idle_auto_stop: list[str] = Field(
+        default_factory=list,
+        description="EC2 instance ids stopped after idle_warn_minutes idle (checkpoints to S3 "
+        "first); off for every instance by default",
+    )
+    ebs_usd_per_gb_month: float = Field(0.08, ge=0, description="EBS storage while stopped")
+    refresh_prices: bool = Field(True, description="ask the AWS Pricing API, cache on disk")
 
 
 class HostSettings(_Section):
@@ -107,6 +114,31 @@ class AwsSettings(_Section):
     refresh_s: float = Field(15.0, gt=0)
     show_all: bool = False
     s3_bucket: str | None = None
+    max_attempts: int = Field(5, ge=1, description="sends per call, botocore standard retries")
+    # The launch dialog's defaults.
+    instance_types: list[str] = Field(
+        default_factory=list, description="types offered by the launch dialog; empty = catalog"
+    )
+    default_instance_type: str = "g5.xlarge"
+    ami: str | None = Field(None, description="used when the Deep Learning AMI is unavailable")
+    ami_parameter: str | None = Field(None, description="SSM parameter naming the AMI")
+    key_name: str | None = None
+    security_group_ids: list[str] = Field(default_factory=list)
+    subnet_id: str | None = None
+    instance_profile: str | None = Field(None, description="name or ARN; SSM and S3 need one")
+    root_volume_gb: int = Field(100, ge=8)
+    spot: bool = False
+    spot_max_price: float | None = Field(None, gt=0, description="$/h; default on-demand price")
+    # How the app reaches an instance for runs, sync, dependencies and logs.
+    transport: Literal["auto", "ssh", "ssm"] = Field(
+        "auto", description="auto: SSH with an address and key, else SSM with a profile"
+    )
+    ssh_user: str = "ubuntu"
+    ssh_identity_file: str | None = None
+    ssm_output_bucket: str | None = Field(None, description="default s3_bucket")
+    ssm_run_as: str | None = Field(None, description="user SSM commands run as")
+    spot_watch_s: float = Field(30.0, gt=0, description="how often spot hosts are checked")
+    spot_auto_relaunch: bool = Field(False, description="relaunch and resume without asking")
 
 
 class UiSettings(_Section):
