@@ -6,12 +6,14 @@ directly. Hosts hold the truth (the run protocol); the store mirrors it.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import shlex
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,13 +23,14 @@ from app.oplog import OperationLog
 from app.project import script_relative_path
 from app.settings import Settings, python_for_local_runs
 from app.store import ACTIVE_STATUSES, Run, RunStore
-from providers.base import Instance, ProviderError
+from providers.base import Instance, ProviderError, Transport, TransportError
 from providers.local import LOCAL_PROVIDER, LocalProvider
 from providers.runproto import RunProtocol, RunSpec, RunState, new_run_id
 
-# providers.hosts.SSH_PROVIDER, spelled here so importing this module (at start-up) does not
-# load the SSH transport.
+# providers.hosts.SSH_PROVIDER and providers.aws.AWS_PROVIDER, spelled here so importing this
+# module (at start-up) loads neither the SSH transport nor the AWS code.
 SSH_PROVIDER = "ssh"
+AWS_PROVIDER = "aws"
 LOCAL_LAUNCHER = str(Path(__file__).resolve().parent.parent / "providers" / "launcher.sh")
 EARLY_FAILURE_S = 5.0
 
@@ -89,8 +92,11 @@ class RunService:
         self.local = LocalProvider()
         self._local_protocol = RunProtocol(self.local.transport_for(None), LOCAL_LAUNCHER)  # type: ignore[arg-type]
         self._hosts = None
-        self._remote_protocols: dict[str, RunProtocol] = {}
-        self._remote_dirs: dict[str, str] = {}
+        self._aws = None
+        self._remote_protocols: dict[str, RunProtocol] = {}  # "provider:id" -> protocol
+        self._remote_dirs: dict[str, str] = {}  # "provider:id" -> the project dir there
+        self._ec2_instances: dict[str, Instance] = {}  # id -> the row its transport was chosen for
+        self._lock = threading.RLock()
 
     # -- where things live -------------------------------------------------------------------------
     @property
@@ -102,24 +108,106 @@ class RunService:
             self._hosts = hosts_provider(self.settings)
         return self._hosts
 
+    @property
+    def aws(self):
+        """The EC2 provider, made on first use (it imports boto3). The dashboard hands in the
+        one its Instances pane uses, so both share one set of clients."""
+        with self._lock:
+            if self._aws is None:
+                from app.aws_session import aws_provider
+
+                self.aws = aws_provider(self.settings)
+            return self._aws
+
+    @aws.setter
+    def aws(self, provider) -> None:
+        self._aws = provider
+        if provider is not None and provider.transport_factory is None:
+            provider.transport_factory = self.transport_for
+
+    def transport_for(self, instance: Instance) -> Transport:
+        """How to talk to a machine: the local one, a `[[hosts]]` host over SSH, or an EC2
+        instance over SSH or SSM (chosen by app.ec2_transport)."""
+        return self.protocol_for(instance).transport
+
     def protocol_for(self, instance: Instance) -> RunProtocol:
         if instance.provider == LOCAL_PROVIDER:
             return self._local_protocol
-        if instance.provider == SSH_PROVIDER:
-            protocol = self._remote_protocols.get(instance.id)
-            if protocol is None:
-                protocol = RunProtocol(self.hosts.transport(instance.id))
-                self._remote_protocols[instance.id] = protocol
+        key = f"{instance.provider}:{instance.id}"
+        with self._lock:
+            protocol = self._remote_protocols.get(key)
+            if protocol is None or self._moved(instance):
+                if protocol is not None:
+                    protocol.transport.close()
+                    self._remote_dirs.pop(key, None)
+                protocol = RunProtocol(self._remote_transport(instance))
+                self._remote_protocols[key] = protocol
             return protocol
+
+    def _remote_transport(self, instance: Instance) -> Transport:
+        if instance.provider == SSH_PROVIDER:
+            return self.hosts.transport(instance.id)
+        if instance.provider == AWS_PROVIDER and instance.id.startswith("i-"):
+            return self._ec2_transport(instance)
         raise ProviderError(f"runs on {instance.provider} instances are not available yet")
+
+    def _ec2_transport(self, instance: Instance) -> Transport:
+        from app.ec2_transport import SSM, choose_route, route_transport, ssh_config_entry
+        from app.sync_report import known_hosts_path, ssh_config_file
+
+        aws = self.settings.aws
+        region = instance.region or self.aws.regions[0]
+        record = self.aws.raw_instance(instance.id, region)
+        config_file = ssh_config_file(self.settings)
+        entry = False
+        if aws.transport != SSM:
+            try:
+                entry = ssh_config_entry(instance.id, config_file)
+            except TransportError:
+                entry = False  # no usable ssh here: the rule falls through to the address
+        route = choose_route(record, region, aws, entry)
+        self.oplog.record("transport", f"aws:{instance.id}", "ok", route.describe())
+        self._ec2_instances[instance.id] = dataclasses.replace(instance)  # as it was now
+        return route_transport(
+            route,
+            aws,
+            clients=self.aws.clients,
+            known_hosts=known_hosts_path(self.settings.state_dir),
+            config_file=config_file,
+        )
+
+    def _moved(self, instance: Instance) -> bool:
+        """An EC2 instance gets a new public address when it is stopped and started."""
+        if instance.provider != AWS_PROVIDER:
+            return False
+        seen = self._ec2_instances.get(instance.id)
+        return seen is not None and instance.address != seen.address
+
+    def reachable(self, instance: Instance) -> bool:
+        """Whether asking the machine now makes sense (else its runs come from the store): a
+        host that failed its last check, or an EC2 instance that is not running, is not asked."""
+        if instance.provider == AWS_PROVIDER:
+            return instance.id.startswith("i-") and instance.state == "running"
+        return instance.reachable is not False
 
     def host_sync(self, instance: Instance):
         """Sync target of a host: its transport and the project's directory there."""
-        from app.sync_report import host_sync
+        from app.sync_report import transport_sync
 
-        target = host_sync(self.settings, self.project_root, self.hosts, instance.id)
-        self._remote_dirs[instance.id] = target.remote_dir
+        remote_root = None
+        if instance.provider == SSH_PROVIDER:
+            remote_root = self.hosts.record(instance.id).remote_root
+        target = transport_sync(
+            self.settings, self.project_root, self.transport_for(instance), instance.id, remote_root
+        )
+        self._remote_dirs[f"{instance.provider}:{instance.id}"] = target.remote_dir
         return target
+
+    def close(self) -> None:
+        """End the shared connections to remote machines (they reopen when used again)."""
+        with self._lock:
+            for protocol in self._remote_protocols.values():
+                protocol.transport.close()
 
     def runs_root_for(self, instance: Instance) -> str:
         if instance.provider == LOCAL_PROVIDER:
@@ -129,11 +217,10 @@ class RunService:
     def workdir_for(self, instance: Instance) -> str:
         if instance.provider == LOCAL_PROVIDER:
             return str(self.project_root)
-        if instance.provider == SSH_PROVIDER:
-            if instance.id not in self._remote_dirs:
-                self.host_sync(instance)
-            return self._remote_dirs[instance.id]
-        raise ProviderError(f"runs on {instance.provider} instances are not available yet")
+        key = f"{instance.provider}:{instance.id}"
+        if key not in self._remote_dirs:
+            self.host_sync(instance)
+        return self._remote_dirs[key]
 
     def python_for(self, instance: Instance) -> str:
         if instance.provider == LOCAL_PROVIDER:
@@ -381,7 +468,28 @@ class RunService:
             return self.local.list_instances()[0]
         if run.provider == SSH_PROVIDER:
             return next(i for i in self.hosts.list_instances(check=False) if i.id == run.host)
+        if run.provider == AWS_PROVIDER:
+            return self._ec2_instances.get(run.host) or self._find_ec2(run.host)
         raise ProviderError(f"runs on {run.provider} instances are not available yet")
+
+    def _find_ec2(self, instance_id: str) -> Instance:
+        """The instance of a run started before this session, looked up in each region."""
+        for region in self.aws.regions:
+            try:
+                record = self.aws.raw_instance(instance_id, region)
+            except ProviderError:
+                continue
+            return Instance(
+                provider=AWS_PROVIDER,
+                id=instance_id,
+                state=record.get("State", {}).get("Name", "unknown"),
+                region=region,
+                address=record.get("PublicIpAddress") or record.get("PrivateIpAddress"),
+            )
+        raise ProviderError(
+            f"{instance_id} is not found in {', '.join(self.aws.regions)}: it was terminated, "
+            "or its region is not in aws.regions"
+        )
 
     def record_progress(self, run_id: str, **values: float | int | None) -> None:
         changes = {k: v for k, v in values.items() if v is not None}

@@ -28,9 +28,9 @@ from app.sync import (
     remote_project_dir,
     sync_project,
 )
-from providers.base import TransportError
+from providers.base import Transport, TransportError
 from providers.hosts import HostsProvider
-from providers.ssh import SSHTransport, UnknownHostKey
+from providers.ssh import UnknownHostKey
 
 EXIT_OK = 0
 EXIT_SYNC_FAILED = 1
@@ -61,11 +61,11 @@ def ssh_config_file(settings: Any) -> str | None:
 
 @dataclass(slots=True)
 class HostSync:
-    """Everything needed to sync this project to one `[[hosts]]` machine (the dashboard's sync
-    key and the CLI use the same one)."""
+    """Everything needed to sync this project to one machine (the dashboard's sync key and the
+    CLI use the same one)."""
 
     host: str
-    transport: SSHTransport
+    transport: Transport
     remote_dir: str
     options: dict[str, Any]
     cache_path: Path
@@ -106,10 +106,23 @@ def host_sync(settings: Any, project_root: Path, provider: HostsProvider, host: 
 
     Raises TransportError (unknown host name, unreachable, host key unknown or changed)."""
     record = provider.record(host)
-    transport = provider.transport(host)
+    return transport_sync(
+        settings, project_root, provider.transport(host), host, record.remote_root
+    )
+
+
+def transport_sync(
+    settings: Any,
+    project_root: Path,
+    transport: Transport,
+    host: str,
+    remote_root: str | None = None,
+) -> HostSync:
+    """The sync target of any machine reached through `transport` (an EC2 instance over SSH
+    or SSM too): the project's directory there, the options and the local manifest cache."""
     options = sync_options(settings)
     remote_dir = remote_project_dir(
-        transport.home(), project_name(project_root), record.remote_root, options["remote_dir"]
+        transport.home(), project_name(project_root), remote_root, options["remote_dir"]
     )
     cache_path = default_cache_path(settings.cache_dir, project_root, host, remote_dir)
     return HostSync(host, transport, remote_dir, options, cache_path, project_root)

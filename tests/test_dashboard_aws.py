@@ -24,7 +24,9 @@ def make_app(project: Path) -> RunctlApp:
     return RunctlApp(load_settings(project), project)
 
 
-def launch_managed(instance_type: str = "g5.xlarge") -> str:
+def launch_managed(instance_type: str = "g5.xlarge", **options: object) -> str:
+    """A running instance tagged runctl:managed; `options` go to RunInstances (KeyName,
+    IamInstanceProfile, NetworkInterfaces, ...)."""
     ec2 = boto3.client("ec2", region_name=REGION)
     reply = ec2.run_instances(
         ImageId="ami-999844e0",
@@ -32,6 +34,7 @@ def launch_managed(instance_type: str = "g5.xlarge") -> str:
         MaxCount=1,
         InstanceType=instance_type,
         TagSpecifications=[{"ResourceType": "instance", "Tags": MANAGED}],
+        **options,
     )
     return reply["Instances"][0]["InstanceId"]
 
