@@ -41,6 +41,7 @@ class CloudActions:
         try:
             if self._aws_provider is None:
                 self._aws_provider = aws_provider(self.settings)
+                self.service.aws = self._aws_provider  # runs on EC2 use its clients
             rows = self._aws_provider.list_instances()
         except ProviderError as err:
             self._aws_provider = None

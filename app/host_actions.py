@@ -1,4 +1,4 @@
-"""The dashboard's actions on `[[hosts]]` machines: sync the project (dry run first, then with
+"""The dashboard's actions on remote machines (`[[hosts]]` and EC2 instances): sync the project (dry run first, then with
 files / bytes / rate shown and cancellable), install its dependencies with pip's or uv's output
 streaming into the log pane, prepare a host before a run, and the trust-on-first-use question
 for an unknown host key.
@@ -26,19 +26,21 @@ if TYPE_CHECKING:
     from app.tui import RunctlApp
 
 SSH = "ssh"
+AWS = "aws"
 HOST_WORK_GROUPS = ("sync", "deps", "launch")
 
 
 class HostActions:
-    """Sync / dependencies / host keys for the selected SSH host (mixed into RunctlApp)."""
+    """Sync / dependencies / host keys for the selected SSH host or EC2 instance (mixed into
+    RunctlApp); the service picks the transport (SSH, or SSM for EC2)."""
 
     # -- which host ------------------------------------------------------------------------------
     def _selected_host(self: RunctlApp) -> Instance | None:
         instance = self.selected_instance
-        if instance is None or instance.provider != SSH:
+        if instance is None or not is_remote_machine(instance):
             self.notify(
-                "Select an SSH host in Instances first (machines listed as [[hosts]] in "
-                "runctl.toml).",
+                "Select an SSH host (listed as [[hosts]] in runctl.toml) or an EC2 instance "
+                "in Instances first.",
                 severity="warning",
             )
             return None
@@ -160,7 +162,7 @@ class HostActions:
                 "(x cancels)",
             )
 
-        with self.oplog.operation("sync", f"ssh:{instance.id}", remote_dir=target.remote_dir) as op:
+        with self.oplog.operation("sync", _target(instance), remote_dir=target.remote_dir) as op:
             try:
                 result = target.run(on_progress=progress, cancel=cancelled)
             finally:
@@ -224,7 +226,7 @@ class HostActions:
                     self._show_activity, f"deps on {instance.id}: step {index}/{total} {title}"
                 )
 
-            with self.oplog.operation("install", f"ssh:{instance.id}", plan=plan.describe()) as op:
+            with self.oplog.operation("install", _target(instance), plan=plan.describe()) as op:
                 try:
                     result = install_deps(
                         target.transport,
@@ -263,7 +265,7 @@ class HostActions:
             self.install_deps_in_thread(instance, script, lambda: worker.is_cancelled, target)
         self.oplog.record(
             "prepare-host",
-            f"ssh:{instance.id}",
+            _target(instance),
             "ok",
             f"ready in {time.monotonic() - started:.1f} s",
         )
@@ -297,7 +299,9 @@ class HostActions:
 
         instance = self.service.instance_of(run)
         try:
-            with self.oplog.operation("download", f"ssh:{run.host}", path=remote_path) as op:
+            with self.oplog.operation(
+                "download", f"{run.provider}:{run.host}", path=remote_path
+            ) as op:
                 result = download_checkpoint(
                     self._transport_of(run),
                     remote_path,
@@ -318,3 +322,12 @@ class HostActions:
         finally:
             self.call_from_thread(self._show_activity, None)
         self.call_from_thread(self.notify, op.message, title="Checkpoint downloaded")
+
+
+def is_remote_machine(instance: Instance) -> bool:
+    """A `[[hosts]]` host or an EC2 instance (not the "AWS not available" row)."""
+    return instance.provider == SSH or (instance.provider == AWS and instance.id.startswith("i-"))
+
+
+def _target(instance: Instance) -> str:
+    return f"{instance.provider}:{instance.id}"

@@ -267,14 +267,12 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         if instance is None:
             return
         try:
-            if instance.provider == "aws":
-                # Runs on EC2 are not started from here yet: show what the store knows.
-                runs = self.store.runs(instance.provider, instance.id)
-            elif instance.provider != "local" and (
-                instance.reachable is False
+            if instance.provider != "local" and (
+                not self.service.reachable(instance)
                 or time.monotonic() - self._last_remote_refresh < REMOTE_REFRESH_S
             ):
-                # An unreachable host is not asked again every second; the store has its runs.
+                # A host that is down, or an EC2 instance that is not running, is not asked
+                # again every second; the store has its runs.
                 runs = self.store.runs(instance.provider, instance.id)
             else:
                 if instance.provider != "local":
@@ -444,7 +442,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
                 self._show_summary(run)
 
     def _transport_of(self, run: Run):
-        return self.service.protocol_for(self.service.instance_of(run)).transport
+        return self.service.transport_for(self.service.instance_of(run))
 
     @work(exclusive=True, group="follow-log", exit_on_error=False, description="Following a log")
     async def show_operation_log(self, path: Path, title: str) -> None:
@@ -685,7 +683,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
     def launch_run(self, request: LaunchRequest, force: bool) -> None:
         instance = self.instances[request.instance_key]
         try:
-            if instance.provider == "ssh" and not force:
+            if instance.provider != "local" and not force:
                 self.prepare_host(instance, request.script, request.install_deps)
             plan = self.service.plan(
                 request.script,

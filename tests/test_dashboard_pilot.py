@@ -36,11 +36,19 @@ def make_app(project: Path, **overrides) -> RunctlApp:
     return RunctlApp(load_settings(project, **overrides), project)
 
 
-async def launch_from_dialog(pilot, app: RunctlApp, args: str) -> None:
+async def launch_from_dialog(
+    pilot, app: RunctlApp, args: str, target: str | None = None, install_deps: bool = True
+) -> None:
+    """t, the example training with `args`, on `target` ("ssh:box", "aws:i-...") when given;
+    `install_deps=False` clears the box that installs dependencies first on a host."""
     await pilot.press("t")
     screen = await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen)
     screen.query_one("#script").value = "training/train.py"
     screen.query_one("#args").value = args
+    if target is not None:
+        screen.query_one("#target").value = target
+    if not install_deps:
+        screen.query_one("#install-deps").value = False
     await pilot.click("#start")
 
 

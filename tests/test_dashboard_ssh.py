@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.settings import load_settings
+from app.store import Run
 from app.sync_report import known_hosts_path
 from app.tui import RunctlApp
 from tests.conftest import log_lines
 from tests.sshd_server import SshdServer, sshd  # noqa: F401 (a fixture)
-from tests.test_dashboard_pilot import confirmation, until
+from tests.test_dashboard_pilot import confirmation, launch_from_dialog, until
 from tests.test_deps import host_like_this_machine, tiny_package
 from tests.test_sync_report import configure, trust_server
 
@@ -67,43 +68,45 @@ async def test_sync_then_train_on_the_host_follow_its_log_and_stop_it(
             await pilot.press("y")
             await until(pilot, lambda: (remote_project / "training" / "train.py").is_file())
 
-            await pilot.press("t")
-            screen = await until(pilot, lambda: app.screen.query("#args").first() and app.screen)
-            screen.query_one("#script").value = "training/train.py"
-            screen.query_one("#args").value = "--step-delay 0.05 --epochs 50"
-            screen.query_one("#target").value = "ssh:box"
-            screen.query_one("#install-deps").value = False  # the toggle that skips the step
-            await pilot.click("#start")
-            run = await until(
-                pilot,
-                lambda: next((r for r in app.store.runs() if r.provider == "ssh"), None),
-                timeout=60,
-            )
+            run = await train_then_stop(pilot, app, "ssh:box")
             assert run.run_dir.startswith(str(sshd.remote_home))
             operations = [op.name for op in app.oplog.recent]
             assert "sync" in operations and "install" not in operations
             assert run.project_root == str(remote_project)
-            # The log, read over SSH, streams into the view; the strip parses it.
-            await until(pilot, lambda: any("loss=" in line for line in log_lines(app)), 60)
-            await until(pilot, lambda: "loss 0." in str(app.query_one("#metrics-text").render()))
-
-            app.runs_table.focus()
-            await until(pilot, lambda: app.selected_run_id == run.id)
-            await pilot.press("s")
-            _, body = await confirmation(pilot, app)
-            assert "on ssh box" in body
-            await pilot.press("y")
-            stopped = await until(
-                pilot,
-                lambda: (r := app.store.get_run(run.id)) and r.status == "stopped" and r,
-                timeout=40,
-            )
-            assert stopped.exit_code == 0
-            await until(
-                pilot, lambda: any("Received SIGTERM" in line for line in log_lines(app)), 30
-            )
     finally:
         app.service.hosts.close()
+
+
+async def train_then_stop(pilot, app: RunctlApp, target: str) -> Run:
+    """Start the example training on a host from the launch dialog (dependency step off),
+    see its log, read over the transport, stream into the view and the strip parse a loss;
+    then stop it through the confirmation. Returns the stopped run."""
+    await launch_from_dialog(
+        pilot, app, "--step-delay 0.05 --epochs 50", target=target, install_deps=False
+    )
+    provider, _, host = target.partition(":")
+    run = await until(
+        pilot,
+        lambda: next((r for r in app.store.runs() if r.provider == provider), None),
+        timeout=60,
+    )
+    await until(pilot, lambda: any("loss=" in line for line in log_lines(app)), 60)
+    await until(pilot, lambda: "loss 0." in str(app.query_one("#metrics-text").render()))
+
+    app.runs_table.focus()
+    await until(pilot, lambda: app.selected_run_id == run.id)
+    await pilot.press("s")
+    _, body = await confirmation(pilot, app)
+    assert f"on {provider} {host}" in body
+    await pilot.press("y")
+    stopped = await until(
+        pilot,
+        lambda: (r := app.store.get_run(run.id)) and r.status == "stopped" and r,
+        timeout=40,
+    )
+    assert stopped.exit_code == 0
+    await until(pilot, lambda: any("Received SIGTERM" in line for line in log_lines(app)), 30)
+    return stopped
 
 
 async def test_install_deps_streams_pip_into_the_log_pane_then_skips_when_unchanged(
