@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.costs import CostThresholds, PriceCatalog, cost_warnings
+from app.costs import PriceCatalog
 from providers.aws import AwsError, AwsProvider
-from providers.base import Instance
 
 
 class AwsDisabled(AwsError):
@@ -45,20 +44,3 @@ def aws_provider(
     )
     provider.clients.check_credentials()
     return provider
-
-
-def add_cost_warnings(rows: list[Instance], settings: Any) -> list[Instance]:
-    """Append the uptime / accrued warnings of `settings.costs` to each row (idle needs the
-    run store, so the dashboard adds it; the headless listing does not know it)."""
-    thresholds = CostThresholds.of(getattr(settings, "costs", None))
-    for row in rows:
-        row.warnings.extend(
-            cost_warnings(
-                state=row.state,
-                uptime_s=row.uptime_s,
-                accrued_usd=row.accrued_usd,
-                idle_s=None,
-                thresholds=thresholds,
-            )
-        )
-    return rows

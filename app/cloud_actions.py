@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import work
 
+from app.cost_actions import CostActions
 from providers.base import Instance, ProviderError
 from widgets.confirm_modal import ConfirmModal
 from widgets.formatting import money
@@ -26,7 +27,7 @@ HOW_TO_CONFIGURE = (
 )
 
 
-class CloudActions:
+class CloudActions(CostActions):
     """AWS rows and instance actions (mixed into RunctlApp)."""
 
     _aws_provider: Any = None
@@ -36,11 +37,13 @@ class CloudActions:
         that says why and how to configure it, never an error dialog."""
         if not self.settings.aws.enabled:
             return []
-        from app.aws_session import add_cost_warnings, aws_provider
+        from app.aws_session import aws_provider
 
         try:
             if self._aws_provider is None:
-                self._aws_provider = aws_provider(self.settings)
+                self._aws_provider = aws_provider(
+                    self.settings, catalog=self.price_catalog, clock=self.clock
+                )
                 self.service.aws = self._aws_provider  # runs on EC2 use its clients
             rows = self._aws_provider.list_instances()
         except ProviderError as err:
@@ -61,7 +64,7 @@ class CloudActions:
         ]
         if failed:
             self.call_from_thread(self._say_once, "AWS: " + "; ".join(failed))
-        return add_cost_warnings(rows, self.settings)
+        return self.track_aws_costs(rows, self._aws_provider)
 
     def _say_once(self: RunctlApp, message: str) -> None:
         if message != self._last_cloud_message:

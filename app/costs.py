@@ -270,7 +270,10 @@ class CostSummary:
 
 
 def summarize_costs(
-    histories: dict[str, tuple[Sequence[Interval], float, float]], now: float | None = None
+    histories: dict[str, tuple[Sequence[Interval], float, float]],
+    now: float | None = None,
+    *,
+    storage_usd_per_gb_month: float = price_catalog.EBS_GP3_USD_PER_GB_MONTH,
 ) -> CostSummary:
     """`histories`: instance id -> (state intervals, $/h, root+data volume GB)."""
     now = time.time() if now is None else now
@@ -278,13 +281,24 @@ def summarize_costs(
     rows = []
     for instance_id, (intervals, rate, storage_gb) in histories.items():
         current = sorted(intervals, key=lambda pair: pair[1])[-1][0] if intervals else ""
+
+        def spent(start: float | None, intervals=intervals, rate=rate, gb=storage_gb) -> float:
+            return accrued_usd(
+                intervals,
+                rate,
+                now,
+                storage_gb=gb,
+                storage_usd_per_gb_month=storage_usd_per_gb_month,
+                start=start,
+            )
+
         rows.append(
             InstanceCost(
                 instance_id,
                 rate if current in BILLED_STATES else 0.0,
-                accrued_usd(intervals, rate, now, storage_gb=storage_gb, start=day),
-                accrued_usd(intervals, rate, now, storage_gb=storage_gb, start=month),
-                accrued_usd(intervals, rate, now, storage_gb=storage_gb),
+                spent(day),
+                spent(month),
+                spent(None),
             )
         )
     return CostSummary(

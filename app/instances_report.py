@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
-from app.aws_session import add_cost_warnings, aws_provider
+from app.aws_session import aws_provider
+from app.cost_tracking import track_costs
+from app.store import RunStore, StoreError
 from providers.base import Instance, ProviderError
 from providers.local import LocalProvider
 
@@ -30,10 +33,27 @@ def collect_instances(settings: Any, show_all: bool) -> tuple[list[Instance], li
             for result in provider.last_results.values()
             if result.error is not None
         )
-        rows.extend(add_cost_warnings(aws_rows, settings))
+        problems.extend(_track_costs(settings, aws_rows, provider))
+        rows.extend(aws_rows)
     except ProviderError as err:
         problems.append(f"AWS: {err}")
     return rows, problems
+
+
+def _track_costs(settings: Any, aws_rows: list[Instance], provider: Any) -> list[str]:
+    """Accrued $ and cost warnings from the store's state intervals, as the dashboard has them
+    (this listing records the states it sees too)."""
+    try:
+        store = RunStore(settings.store_path)
+    except StoreError as err:
+        return [f"costs: {err}"]
+    try:
+        report = track_costs(
+            store, aws_rows, now=time.time(), costs=settings.costs, provider=provider
+        )
+    finally:
+        store.close()
+    return report.problems
 
 
 def _money(value: float | None, digits: int = 2) -> str:

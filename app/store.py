@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 ACTIVE_STATUSES = ("starting", "running", "stopping")
 FINAL_STATUSES = ("finished", "failed", "stopped", "lost")
@@ -56,6 +56,24 @@ CREATE TABLE IF NOT EXISTS launch_defaults (
     instance_key TEXT
 );
 """
+
+# Steps from version N-1 to N, run in order inside the opening transaction: a database written
+# by an older runctl-tui keeps its runs and gains what is new.
+_MIGRATIONS = {
+    # 2: state intervals of cloud instances, for money spent across stop / start.
+    2: """
+CREATE TABLE IF NOT EXISTS instance_states (
+    instance_id TEXT NOT NULL,
+    region TEXT,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    recorded_at REAL NOT NULL,
+    rate REAL,
+    storage_gb REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS instance_states_by_instance ON instance_states (instance_id, since);
+""",
+}
 
 
 class StoreError(Exception):
@@ -119,6 +137,31 @@ class Run:
 _COLUMNS = [f.name for f in fields(Run) if f.name != "extra"]
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceState:
+    """One state interval of a cloud instance: `state` from `since` until the next row's
+    `since` (or now). `recorded_at` is when runctl saw it; `rate` ($/h, None when unknown) and
+    `storage_gb` (its EBS volumes) are the latest known while this row is the instance's last."""
+
+    instance_id: str
+    region: str | None
+    state: str
+    since: float
+    recorded_at: float
+    rate: float | None = None
+    storage_gb: float = 0.0
+
+
+_STATE_COLUMNS = [f.name for f in fields(InstanceState)]
+
+
+def _execute_script(db: sqlite3.Connection, script: str) -> None:
+    # Not `executescript`: it commits first, and this runs inside the opening transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -158,17 +201,22 @@ class RunStore:
 
     def _migrate(self) -> None:
         with self._transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            _execute_script(db, _SCHEMA)
             row = db.execute("SELECT version FROM schema_info").fetchone()
             if row is None:
-                db.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
+                db.execute("INSERT INTO schema_info (version) VALUES (1)")
+                version = 1
+            else:
+                version = row[0]
+            if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"the run store {self.path} was written by a newer runctl-tui "
-                    f"(schema {row[0]}, this one knows {SCHEMA_VERSION}); upgrade runctl-tui"
+                    f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade runctl-tui"
                 )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                _execute_script(db, _MIGRATIONS[step])
+            if version < SCHEMA_VERSION:
+                db.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION,))
 
     @property
     def schema_version(self) -> int:
@@ -222,7 +270,66 @@ class RunStore:
             return {}
         return {"script": row[0], "args": row[1], "instance_key": row[2] or ""}
 
+    def record_instance_states(self, states: Sequence[InstanceState]) -> list[InstanceState]:
+        """Append each state that differs from its instance's last recorded one; when it is
+        the same, only refresh that row's rate and storage. One transaction, deciding on what
+        is in the file: two processes seeing the same change record it once. Returns the
+        states appended."""
+        appended = []
+        with self._transaction() as db:
+            for item in states:
+                last = db.execute(
+                    "SELECT rowid, state, rate, storage_gb FROM instance_states "
+                    "WHERE instance_id = ? ORDER BY since DESC, rowid DESC LIMIT 1",
+                    (item.instance_id,),
+                ).fetchone()
+                if last is None or last[1] != item.state:
+                    values = [getattr(item, name) for name in _STATE_COLUMNS]
+                    db.execute(
+                        f"INSERT INTO instance_states ({', '.join(_STATE_COLUMNS)}) "
+                        f"VALUES ({', '.join('?' for _ in _STATE_COLUMNS)})",
+                        values,
+                    )
+                    appended.append(item)
+                elif (last[2], last[3]) != (item.rate, item.storage_gb):
+                    db.execute(
+                        "UPDATE instance_states SET rate = ?, storage_gb = ? WHERE rowid = ?",
+                        (item.rate, item.storage_gb, last[0]),
+                    )
+        return appended
+
     # -- reads -----------------------------------------------------------------------------------
+    def instance_histories(
+        self, instance_ids: Sequence[str] = (), live_since: float | None = None
+    ) -> dict[str, list[InstanceState]]:
+        """State intervals, oldest first, of the given instances and (with `live_since`) of
+        every instance that changed state since then or whose last state is not final
+        (terminated, gone): what "this month" has to count."""
+        clauses, params = [], []
+        if instance_ids:
+            clauses.append(f"instance_id IN ({', '.join('?' for _ in instance_ids)})")
+            params.extend(instance_ids)
+        if live_since is not None:
+            clauses.append(
+                "instance_id IN (SELECT instance_id FROM (SELECT instance_id, state, since, "
+                "ROW_NUMBER() OVER (PARTITION BY instance_id ORDER BY since DESC, rowid DESC) "
+                "AS newest FROM instance_states) WHERE newest = 1 AND "
+                "(since >= ? OR state NOT IN ('terminated', 'gone')))"
+            )
+            params.append(live_since)
+        if not clauses:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_STATE_COLUMNS)} FROM instance_states "
+                f"WHERE {' OR '.join(clauses)} ORDER BY instance_id, since, rowid",
+                params,
+            ).fetchall()
+        histories: dict[str, list[InstanceState]] = {}
+        for row in rows:
+            histories.setdefault(row[0], []).append(InstanceState(*row))
+        return histories
+
     def get_run(self, run_id: str) -> Run | None:
         rows = self._select("WHERE id = ?", (run_id,))
         return rows[0] if rows else None

@@ -34,7 +34,7 @@ from app.store import Run, RunStore
 from providers.base import Instance, ProviderError
 from widgets.checkpoints_table import CheckpointsTable
 from widgets.confirm_modal import ConfirmModal
-from widgets.costs_panel import CostsTable
+from widgets.costs_panel import CostBanner, CostsPane
 from widgets.filterable_table import FilterableTable
 from widgets.instances_table import InstancesTable
 from widgets.log_view import LogView
@@ -80,7 +80,7 @@ class CheckpointsListed(Message):
 class SidePanel(Vertical):
     """The loss chart over the Checkpoints / Costs tabs (the app owns the pane widgets)."""
 
-    def __init__(self, chart: LossChart, checkpoints: CheckpointsTable, costs: CostsTable):
+    def __init__(self, chart: LossChart, checkpoints: CheckpointsTable, costs: CostsPane):
         super().__init__(id="side")
         self.chart, self.checkpoints, self.costs = chart, checkpoints, costs
 
@@ -140,7 +140,8 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         self.run_metrics: RunMetrics | None = None
         self.loss_chart = LossChart(id="chart")
         self.checkpoints_table = CheckpointsTable(id="checkpoints")
-        self.costs_table = CostsTable(id="costs")
+        self.costs_pane = CostsPane(id="costs-pane")
+        self.cost_banner = CostBanner(id="cost-banner")
         self.stopping: set[str] = set()
         self._base_sub_title = f"{self.project_root}" + (
             "  [read-only]" if settings.read_only else ""
@@ -165,6 +166,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
+        yield self.cost_banner
         with Horizontal(id="top"):
             yield InstancesTable(id="instances")
             yield RunsTable(id="runs")
@@ -173,7 +175,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
             yield LogView(placeholder="no run selected", id="log")
             # Mounted just after the first frame (it is the most costly part to lay out and
             # draw); the panes exist from the start, so results that arrive earlier are kept.
-            yield Lazy(SidePanel(self.loss_chart, self.checkpoints_table, self.costs_table))
+            yield Lazy(SidePanel(self.loss_chart, self.checkpoints_table, self.costs_pane))
         yield Input(
             placeholder="filter the focused table — enter keeps it, escape clears it", id="filter"
         )
@@ -228,7 +230,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
     def _show_instances(self, instances: list[Instance]) -> None:
         self.instances = {f"{i.provider}:{i.id}": i for i in instances}
         self.instances_table.show_instances(instances)
-        self.costs_table.show_costs(instances)
+        self._show_costs()
         if self.selected_instance_key not in self.instances and instances:
             self.selected_instance_key = next(iter(self.instances))
 

@@ -39,6 +39,8 @@ DLAMI_PARAMETER = (
 )
 BOOTSTRAP_LOG = "/var/log/runctl-bootstrap.log"
 SPOT_PRICE_TTL_S = 300.0
+VOLUME_TTL_S = 600.0  # attached EBS sizes change rarely (a resize, an attach)
+VOLUME_FILTER_IDS = 200  # instance ids per DescribeVolumes filter
 # States in which an instance costs its hourly rate (EC2 bills from pending to shutting down).
 BILLED_STATES = frozenset({"pending", "running", "stopping", "shutting-down"})
 
@@ -440,6 +442,7 @@ class AwsProvider(Provider):
         self.transport_factory = transport_factory
         self._gpu_cache: dict[str, GpuInfo | None] = {}
         self._spot_cache: dict[tuple[str, str, str], tuple[float, float | None]] = {}
+        self._volume_cache: dict[tuple[str, str], tuple[float, float]] = {}
         self._lock = threading.Lock()
         self.last_results: dict[str, RegionResult] = {}
 
@@ -642,6 +645,41 @@ class AwsProvider(Provider):
             return self.on_demand_price(instance_type, region) if self.on_demand_price else None
         prices = self.spot_prices(region, [(instance_type, "")])
         return prices.get((instance_type, ""))
+
+    def volume_gb(self, region: str, instance_ids: Iterable[str]) -> dict[str, float]:
+        """GB of the EBS volumes attached to each instance (root and data: what a stopped
+        instance keeps paying for). Sizes asked about in the last VOLUME_TTL_S come from the
+        cache; the rest in one paginated DescribeVolumes per 200 instances, filtered by
+        attachment, never a call per instance."""
+        now = time.monotonic()
+        result: dict[str, float] = {}
+        missing = []
+        with self._lock:
+            for instance_id in dict.fromkeys(instance_ids):
+                cached = self._volume_cache.get((region, instance_id))
+                if cached and now - cached[0] < VOLUME_TTL_S:
+                    result[instance_id] = cached[1]
+                else:
+                    missing.append(instance_id)
+        for start in range(0, len(missing), VOLUME_FILTER_IDS):
+            chunk = missing[start : start + VOLUME_FILTER_IDS]
+            found = dict.fromkeys(chunk, 0.0)
+            pages = self.clients.paginate(
+                "ec2",
+                region,
+                "describe_volumes",
+                Filters=[{"Name": "attachment.instance-id", "Values": chunk}],
+            )
+            for page in pages:
+                for volume in page.get("Volumes", ()):
+                    for attachment in volume.get("Attachments", ()):
+                        if attachment.get("InstanceId") in found:
+                            found[attachment["InstanceId"]] += float(volume.get("Size", 0))
+            with self._lock:
+                for instance_id, gb in found.items():
+                    self._volume_cache[(region, instance_id)] = (now, gb)
+            result.update(found)
+        return result
 
     # -- launch ---------------------------------------------------------------------------
     def type_choices(

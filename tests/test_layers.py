@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOMAIN_SERVICES = [
     "app.checkpoints",
     "app.costs",
+    "app.cost_tracking",
     "app.deps",
     "app.eta",
     "app.log_history",

@@ -65,6 +65,40 @@ def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         RunStore(tmp_path / "s.db")
 
 
+def test_a_schema_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    """A database written before the instance_states table (schema 1) opens, keeps its runs,
+    gains the table and says schema 2 — in one transaction, so a second process opening it at
+    the same time sees either version, never half of the change."""
+    from app.store import _SCHEMA, InstanceState
+
+    old = sqlite3.connect(tmp_path / "s.db")
+    old.executescript(_SCHEMA)  # the runs and launch_defaults tables, unchanged since 1
+    old.execute("INSERT INTO schema_info (version) VALUES (1)")
+    old.execute(
+        "INSERT INTO runs (id, host, provider, instance_id, project_root, script, args, "
+        "started_at, ended_at, status, run_dir, checkpoint_dir) VALUES "
+        "('kept', 'h', 'local', 'h', '/p', 'train.py', '[]', 5, 6, 'finished', '/r', '/c')"
+    )
+    old.commit()
+    old.close()
+    tables = {
+        row[0]
+        for row in sqlite3.connect(tmp_path / "s.db").execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    }
+    assert "instance_states" not in tables
+
+    store = RunStore(tmp_path / "s.db")
+    assert store.schema_version == SCHEMA_VERSION == 2
+    assert [run.id for run in store.runs()] == ["kept"]
+    state = InstanceState("i-1", "us-east-1", "running", 10.0, 11.0, 1.0, 8.0)
+    assert store.record_instance_states([state]) == [state]
+    assert store.instance_histories(["i-1"]) == {"i-1": [state]}
+    store.close()
+    assert RunStore(tmp_path / "s.db").schema_version == 2  # opening again changes nothing
+
+
 def test_corrupt_store_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "s.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot be opened"):

@@ -1,47 +1,134 @@
-"""The Costs pane: $/h per instance, what each has cost so far, and the burn rate now."""
+"""The Costs pane and the cost banner.
+
+The pane: a summary (burn $/h now, today and this month, AWS's own figures from Cost Explorer
+beside them, the price catalog's date) over one row per instance: $/h now or its state, spent
+today and this month, time idle and whether the idle auto-stop is on. The banner: one line over
+the dashboard naming the instances that cost more than they should, hidden when none does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
 
 from widgets.filterable_table import FilterableTable
 from widgets.formatting import duration, money
-from widgets.row_types import InstanceLike
+from widgets.row_types import CostAlertLike, CostLineLike
+
+STATE_STYLES = {"stopped": "dim", "terminated": "dim strike", "gone": "dim strike"}
+LABEL_WIDTH = 16  # the side panel is narrow: $/h, today, month and auto-stop must fit beside it
 
 
 class CostsTable(FilterableTable):
-    COLUMNS = ("Instance", "State", "$/h", "Uptime", "Spent", "Warnings")
+    """One row per instance; idle time comes last, past the panel's edge when it is narrow."""
 
-    def show_costs(self, instances: Sequence[InstanceLike]) -> None:
+    COLUMNS = ("Instance", "Now", "Today", "Month", "Auto-stop", "Idle")
+
+    def show_costs(self, lines: Sequence[CostLineLike]) -> None:
         rows = []
-        burn = 0.0
-        spent = 0.0
-        for inst in instances:
-            running = inst.state in ("running", "reachable")
-            if running and inst.price_per_hour:
-                burn += inst.price_per_hour
-            spent += inst.accrued_usd or 0.0
-            warn = Text("; ".join(inst.warnings), style="bold yellow") if inst.warnings else ""
+        for line in lines:
+            if line.burn_usd_per_hour:
+                now = Text(money(line.burn_usd_per_hour, per_hour=True))
+            else:
+                now = Text(line.state, style=STATE_STYLES.get(line.state, ""))
             rows.append(
                 (
-                    f"{inst.provider}:{inst.id}",
+                    line.key,
                     [
-                        inst.name or inst.id,
-                        inst.state,
-                        money(inst.price_per_hour, per_hour=True),
-                        duration(inst.uptime_s),
-                        money(inst.accrued_usd),
-                        warn,
+                        _shorten(line.label),
+                        now,
+                        money(line.today_usd),
+                        money(line.month_usd),
+                        Text("on", style="bold") if line.idle_auto_stop else "off",
+                        duration(line.idle_s) if line.idle_s is not None else "—",
                     ],
                 )
             )
-        total = Text("burning now", style="bold")
-        rows.append(
-            (
-                "__total__",
-                [total, "", Text(money(burn, per_hour=True), style="bold"), "", money(spent), ""],
-            )
-        )
         self.set_rows(rows)
+
+
+class CostsSummary(Static):
+    """Totals over the table: our estimate, Cost Explorer's figures and where prices come from."""
+
+    DEFAULT_CSS = """
+    CostsSummary {
+        height: auto;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    """
+
+    def show_summary(
+        self, burn: float, today: float, month: float, cost_explorer: str, prices: str
+    ) -> None:
+        text = Text()
+        text.append("Burning ")
+        text.append(money(burn, per_hour=True), style="bold")
+        text.append(" · today ")
+        text.append(money(today), style="bold")
+        text.append(" · month ")
+        text.append(money(month), style="bold")
+        text.append(" (UTC)\n")
+        text.append(f"{cost_explorer}\n{prices}")
+        self.update(text)
+
+
+class CostsPane(Vertical):
+    """The summary over the table, in the Costs tab."""
+
+    DEFAULT_CSS = """
+    CostsPane {
+        height: 1fr;
+    }
+    CostsPane > CostsTable {
+        height: 1fr;
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.summary = CostsSummary(id="costs-summary")
+        self.table = CostsTable(id="costs")
+
+    def compose(self) -> ComposeResult:
+        yield self.summary
+        yield self.table
+
+
+class CostBanner(Static):
+    """One line over the panes while any instance has a cost warning."""
+
+    DEFAULT_CSS = """
+    CostBanner {
+        display: none;
+        height: 1;
+        padding: 0 1;
+        background: $warning 25%;
+        color: $text;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    CostBanner.-visible {
+        display: block;
+    }
+    """
+
+    def show_alerts(self, alerts: Sequence[CostAlertLike]) -> None:
+        self.set_class(bool(alerts), "-visible")
+        if not alerts:
+            self.update("")
+            return
+        by_instance: dict[str, list[str]] = {}
+        for alert in alerts:
+            by_instance.setdefault(alert.label, []).append(alert.text)
+        text = Text("⚠ Costs: ", style="bold")
+        text.append(" · ".join(f"{label}: {', '.join(t)}" for label, t in by_instance.items()))
+        self.update(text)
+
+
+def _shorten(label: str) -> str:
+    return label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…"

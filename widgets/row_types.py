@@ -37,3 +37,21 @@ class RunLike(Protocol):
 
     @property
     def active(self) -> bool: ...
+
+
+class CostLineLike(Protocol):
+    key: str
+    label: str
+    state: str
+    usd_per_hour: float | None
+    burn_usd_per_hour: float
+    today_usd: float | None
+    month_usd: float | None
+    idle_s: float | None
+    idle_auto_stop: bool
+
+
+class CostAlertLike(Protocol):
+    instance_id: str
+    label: str
+    text: str
