@@ -27,8 +27,12 @@ async def until(pilot, predicate, timeout: float = 30.0):
 
 
 async def confirmation(pilot, app) -> tuple[ConfirmModal, str]:
-    """Wait for the confirmation dialog; returns it and the text of its body."""
-    modal = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+    """Wait for the confirmation dialog, mounted (its focus set); returns it and the text of
+    its body."""
+    modal = await until(
+        pilot,
+        lambda: isinstance(app.screen, ConfirmModal) and app.screen.focused and app.screen,
+    )
     return modal, str(modal.query_one("#confirm-body").render())
 
 
