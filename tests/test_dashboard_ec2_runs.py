@@ -63,6 +63,8 @@ async def test_sync_train_follow_and_stop_on_an_ec2_instance_over_ssh(
             assert run.run_dir.startswith(f"{sshd.remote_home}/.runctl/runs/")
             chosen = [op.message for op in app.oplog.recent if op.name == "transport"]
             assert chosen and "your ssh config has an entry" in chosen[-1]
-            assert f"aws:{instance_id}" in {op.target for op in app.oplog.recent if op.name == "sync"}
+            assert f"aws:{instance_id}" in {
+                op.target for op in app.oplog.recent if op.name == "sync"
+            }
     finally:
         app.service.close()
