@@ -31,21 +31,30 @@ class CloudActions(CostActions):
     """AWS rows and instance actions (mixed into RunctlApp)."""
 
     _aws_provider: Any = None
+    aws_max_backoff_s: float | None = None  # caps botocore's retry backoff (tests: 0)
+
+    def _ec2_provider(self: RunctlApp) -> Any:
+        """The app's AwsProvider, made on first use (in a worker: it imports boto3). Raises
+        ProviderError (no credentials, no region, ...) saying what to configure."""
+        if self._aws_provider is None:
+            from app.aws_session import aws_provider
+
+            self._aws_provider = aws_provider(
+                self.settings,
+                catalog=self.price_catalog,
+                clock=self.clock,
+                max_backoff_s=self.aws_max_backoff_s,
+            )
+            self.service.aws = self._aws_provider  # runs on EC2 use its clients
+        return self._aws_provider
 
     def aws_rows(self: RunctlApp) -> list[Instance]:
-        """Rows of the managed EC2 instances (in a worker). Without AWS configured: one row
-        that says why and how to configure it, never an error dialog."""
+        """Rows of the managed EC2 instances, or all with the show-all toggle (in a worker).
+        Without AWS configured: one row that says why and how to configure it."""
         if not self.settings.aws.enabled:
             return []
-        from app.aws_session import aws_provider
-
         try:
-            if self._aws_provider is None:
-                self._aws_provider = aws_provider(
-                    self.settings, catalog=self.price_catalog, clock=self.clock
-                )
-                self.service.aws = self._aws_provider  # runs on EC2 use its clients
-            rows = self._aws_provider.list_instances()
+            rows = self._ec2_provider().list_instances(show_all=self.show_all_instances)
         except ProviderError as err:
             self._aws_provider = None
             return [

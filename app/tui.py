@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.cloud_actions import CloudActions
 from app.host_actions import HostActions
+from app.launch_actions import LaunchActions
 from app.logfollow import follow_local_file
 from app.oplog import OperationLog
 from app.runs import EARLY_FAILURE_S, AlreadyRunning, RunService, tail_lines
@@ -53,7 +54,13 @@ STARTUP_GRACE_S = 0.5
 REMOTE_REFRESH_S = 5.0  # run states of a remote host are re-read at most this often
 BURST_BYTES = 256 * 1024  # a batch bigger than this is a burst: see _digest
 PARSED_TAIL_BYTES = 64 * 1024
-DESTRUCTIVE_ACTIONS = {"stop_run", "cleanup_checkpoints", "stop_instance", "terminate_instance"}
+DESTRUCTIVE_ACTIONS = {
+    "stop_run",
+    "cleanup_checkpoints",
+    "stop_instance",
+    "terminate_instance",
+    "launch_instance",  # not destructive, but it starts spending money
+}
 
 
 class RunsRefreshed(Message):
@@ -96,7 +103,7 @@ class SidePanel(Vertical):
         self.app._label_checkpoints_tab()
 
 
-class RunctlApp(HostActions, CloudActions, App[int]):
+class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
     TITLE = "runctl-tui"
     # Absolute, so subclasses defined elsewhere (benchmarks, tests) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
@@ -113,6 +120,8 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         Binding("Z", "stop_instance", "Stop instance", show=False, id="instance.stop"),
         Binding("U", "start_instance", "Start instance", show=False, id="instance.start"),
         Binding("K", "terminate_instance", "Terminate", show=False, id="instance.terminate"),
+        Binding("L", "launch_instance", "Launch EC2", show=False, id="instance.launch"),
+        Binding("a", "toggle_show_all", "All instances", show=False, id="instance.show_all"),
         Binding("e", "events", "Events", id="app.events"),
         Binding("g", "refresh_now", "Refresh", show=False, id="app.refresh"),
         Binding("f", "toggle_follow", "Follow", show=False, id="log.follow"),
@@ -189,7 +198,7 @@ class RunctlApp(HostActions, CloudActions, App[int]):
         self.metrics_strip = self.query_one(MetricsStrip)
         self.log_view = self.query_one(LogView)
         self.filter_box = self.query_one("#filter", Input)
-        self.instances_table.border_title = "Instances"
+        self._title_instances_pane()
         self.runs_table.border_title = "Runs"
         self.log_view.border_title = "Log"
         self.runs_table.checkpoint_warn_s = self.settings.checkpoints.stale_minutes * 60
