@@ -400,6 +400,19 @@ def list_remote_checkpoints(
     return infos
 
 
+def list_tree(transport: Transport, directory: str) -> list[tuple[str, int, float]]:
+    """(path relative to `directory`, size, mtime) of every file below it, in one command.
+    Raises NotADirectoryError / FileNotFoundError / OSError as a local listing would."""
+    result = _sh(transport, TREE_SCRIPT, directory)
+    if not result.ok:
+        raise _failure_error(transport, "list", directory, result)
+    return [
+        (rel, size, mtime)
+        for size, mtime, kind, rel in _parse_records(result.stdout)
+        if kind == "f"
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Downloads
 # ---------------------------------------------------------------------------------------------
@@ -448,17 +461,7 @@ def download_checkpoint(
     source = TransportCheckpointSource(transport)
     remote_path = remote_path.rstrip("/") or "/"
     top = source.stat(remote_path)
-    if top.is_dir:
-        result = _sh(transport, TREE_SCRIPT, remote_path)
-        if not result.ok:
-            raise _failure_error(transport, "list", remote_path, result)
-        files = [
-            (rel, size, mtime)
-            for size, mtime, kind, rel in _parse_records(result.stdout)
-            if kind == "f"
-        ]
-    else:
-        files = [("", top.size, top.mtime)]
+    files = list_tree(transport, remote_path) if top.is_dir else [("", top.size, top.mtime)]
     total = sum(size for _, size, _ in files)
     local_dir = os.fspath(local_dir)
     os.makedirs(local_dir, exist_ok=True)

@@ -109,7 +109,8 @@ class TransferResult:
     bytes_copied: int
 
 
-def _local_files(root: Path) -> list[tuple[str, Path]]:
+def local_checkpoint_files(root: Path) -> list[tuple[str, Path]]:
+    """(path relative to `root`, path) of every file a copy to S3 takes, sorted."""
     files = []
     for path in sorted(root.rglob("*")):
         if path.is_file() and not path.name.startswith("."):  # hidden: saves in progress
@@ -132,7 +133,7 @@ def upload_checkpoints(
     prefix = run_prefix(project, run_id)
     present = {obj.key: obj.size for obj in iter_objects(client, bucket, prefix)}
     todo, skipped = [], []
-    for relative, path in _local_files(root):
+    for relative, path in local_checkpoint_files(root):
         if present.get(prefix + relative) == path.stat().st_size:
             skipped.append(relative)
         else:

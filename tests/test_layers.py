@@ -25,9 +25,12 @@ DOMAIN_SERVICES = [
     "app.remote_sources",
     "app.run_metrics",
     "app.runs",
+    "app.s3_backup",
     "app.settings",
+    "app.spot_interruptions",
     "app.store",
     "app.sync",
+    "app.uncopied_checkpoints",
 ]
 
 
