@@ -121,12 +121,17 @@ class CloudActions(CostActions):
 
     def action_terminate_instance(self: RunctlApp) -> None:
         instance = self._selected_ec2()
-        if instance is None:
-            return
+        if instance is not None:
+            # The dialog opens once its checkpoints are counted (in a worker, bounded).
+            self.check_checkpoints_then(
+                instance, "terminating", lambda note: self._confirm_terminate(instance, note)
+            )
+
+    def _confirm_terminate(self: RunctlApp, instance: Instance, checkpoints: str) -> None:
         body = (
-            f"TERMINATES {self._describe(instance)}.\n\nThe instance and its root volume are "
-            "destroyed and cannot be brought back: checkpoints and outputs on its disks that "
-            "were not copied to S3 or downloaded are lost. Instances tagged "
+            f"TERMINATES {self._describe(instance)}.\n\n{checkpoints}\n\nThe instance and its "
+            "root volume are destroyed and cannot be brought back: checkpoints and outputs on "
+            "its disks that were not copied to S3 or downloaded are lost. Instances tagged "
             "runctl:protected=true are refused."
         )
         self._confirm_then(

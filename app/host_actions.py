@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 SSH = "ssh"
 AWS = "aws"
-HOST_WORK_GROUPS = ("sync", "deps", "launch")
+HOST_WORK_GROUPS = ("sync", "deps", "launch", "s3-copy")
 
 
 class HostActions:
@@ -274,6 +274,9 @@ class HostActions:
     def action_download_checkpoint(self: RunctlApp) -> None:
         checkpoint = self.checkpoints_table.selected_checkpoint
         run = self.selected_run
+        if checkpoint is not None and run is not None and checkpoint.path.startswith("s3://"):
+            self.download_from_s3(run, checkpoint)
+            return
         if checkpoint is None or run is None or run.provider == "local":
             self.notify(
                 "Select a checkpoint of a run on a host to download it.", severity="warning"

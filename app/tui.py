@@ -24,13 +24,16 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.checkpoint_copy_actions import CheckpointCopyActions
 from app.cloud_actions import CloudActions
 from app.host_actions import HostActions
+from app.instance_guard_actions import InstanceGuardActions
 from app.launch_actions import LaunchActions
 from app.logfollow import follow_local_file
 from app.oplog import OperationLog
 from app.runs import EARLY_FAILURE_S, AlreadyRunning, RunService, tail_lines
 from app.settings import Settings
+from app.spot_actions import SpotActions
 from app.store import Run, RunStore
 from providers.base import Instance, ProviderError
 from widgets.checkpoints_table import CheckpointsTable
@@ -59,6 +62,7 @@ DESTRUCTIVE_ACTIONS = {
     "cleanup_checkpoints",
     "stop_instance",
     "terminate_instance",
+    "toggle_autostop",  # it stops instances
     "launch_instance",  # not destructive, but it starts spending money
 }
 
@@ -77,11 +81,14 @@ class InstancesRefreshed(Message):
 
 
 class CheckpointsListed(Message):
-    def __init__(self, run_id: str, infos: list, best_path: str | None) -> None:
+    def __init__(
+        self, run_id: str, infos: list, best_path: str | None, in_s3: frozenset[str] = frozenset()
+    ) -> None:
         super().__init__()
         self.run_id = run_id
         self.infos = infos
         self.best_path = best_path
+        self.in_s3 = in_s3  # paths also copied to S3
 
 
 class SidePanel(Vertical):
@@ -103,7 +110,15 @@ class SidePanel(Vertical):
         self.app._label_checkpoints_tab()
 
 
-class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
+class RunctlApp(
+    HostActions,
+    CloudActions,
+    LaunchActions,
+    CheckpointCopyActions,
+    InstanceGuardActions,
+    SpotActions,
+    App[int],
+):
     TITLE = "runctl-tui"
     # Absolute, so subclasses defined elsewhere (benchmarks, tests) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
@@ -114,12 +129,15 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
         Binding("r", "resume", "Resume", id="checkpoint.resume"),
         Binding("c", "cleanup_checkpoints", "Clean up", id="checkpoint.cleanup"),
         Binding("w", "download_checkpoint", "Download", show=False, id="checkpoint.download"),
+        Binding("B", "copy_checkpoints_to_s3", "Checkpoints → S3", show=False, id="checkpoint.s3"),
+        Binding("b", "toggle_s3_view", "S3 copy", show=False, id="checkpoint.s3_view"),
         Binding("S", "sync_code", "Sync", id="host.sync"),
         Binding("D", "install_deps", "Deps", id="host.deps"),
         Binding("x", "cancel_host_work", "Cancel sync/install", show=False, id="host.cancel"),
         Binding("Z", "stop_instance", "Stop instance", show=False, id="instance.stop"),
         Binding("U", "start_instance", "Start instance", show=False, id="instance.start"),
         Binding("K", "terminate_instance", "Terminate", show=False, id="instance.terminate"),
+        Binding("A", "toggle_autostop", "Idle auto-stop", show=False, id="instance.autostop"),
         Binding("L", "launch_instance", "Launch EC2", show=False, id="instance.launch"),
         Binding("a", "toggle_show_all", "All instances", show=False, id="instance.show_all"),
         Binding("e", "events", "Events", id="app.events"),
@@ -225,6 +243,7 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
             if self.settings.hosts:
                 rows += self.service.hosts.list_instances(check=True)
             rows += self.aws_rows()
+            self.guard_instances(rows)
             self.post_message(InstancesRefreshed(rows))
         finally:
             if not get_current_worker().is_cancelled:
@@ -568,6 +587,9 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
     def list_checkpoints(self, run: Run) -> None:
         from app.checkpoints import list_checkpoints, pick_best
 
+        if self.s3_view:
+            self.list_s3_checkpoints(run)
+            return
         globs = self.settings.checkpoints.globs
         if run.provider == "local":
             infos = list_checkpoints(run.checkpoint_dir, globs)
@@ -585,7 +607,8 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
             newest = max(info.mtime for info in infos)
             if run.last_checkpoint_at != newest:
                 self.service.record_progress(run.id, last_checkpoint_at=newest)
-        self.post_message(CheckpointsListed(run.id, infos, best.path if best else None))
+        in_s3 = self.s3_marks(run, infos)
+        self.post_message(CheckpointsListed(run.id, infos, best.path if best else None, in_s3))
 
     @work(
         exclusive=True,
@@ -625,7 +648,9 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
         if event.run_id != self.selected_run_id:
             return
         self.checkpoint_infos = event.infos
-        self.checkpoints_table.show_checkpoints(event.infos, event.best_path, self.clock())
+        self.checkpoints_table.show_checkpoints(
+            event.infos, event.best_path, self.clock(), event.in_s3
+        )
         self._label_checkpoints_tab()
 
     @on(CheckpointsTable.Sorted)
@@ -635,7 +660,10 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
             return  # labelled when the side panel mounts
         with contextlib.suppress(NoMatches):  # the app may be closing
             tab = table.query_ancestor(TabbedContent).get_tab("tab-checkpoints")
-            tab.label = f"Checkpoints ({len(table.checkpoints)}) · by {table.sort_description}"
+            where = " in S3" if self.s3_view else ""
+            tab.label = (
+                f"Checkpoints{where} ({len(table.checkpoints)}) · by {table.sort_description}"
+            )
 
     # -- launching ---------------------------------------------------------------------------------
     def action_train(self) -> None:
@@ -803,6 +831,13 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
                 severity="error",
             )
             return
+        if checkpoint.path.startswith("s3://"):
+            self.notify(
+                "This is the run's copy in S3: download it first (w), or press b and resume "
+                "from the run's own checkpoint.",
+                severity="warning",
+            )
+            return
         from app.checkpoints import resume_argv
 
         args = resume_argv(run.args, self.settings.train.resume_args, checkpoint.path)
@@ -847,7 +882,8 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
 
         self.push_screen(
             ConfirmModal(
-                f"Delete {len(plan.delete)} checkpoints of run {run.id}?",
+                f"Delete {len(plan.delete)} checkpoints of run {run.id}"
+                + (" in S3?" if self.s3_view else "?"),
                 "\n".join(plan.describe()),
                 confirm_label="Delete",
             ),
@@ -862,7 +898,9 @@ class RunctlApp(HostActions, CloudActions, LaunchActions, App[int]):
         with self.oplog.operation(
             "cleanup-checkpoints", f"{run.provider}:{run.host}", run_id=run.id
         ) as op:
-            if run.provider == "local":
+            if plan.delete and plan.delete[0].path.startswith("s3://"):
+                report = delete_checkpoints(plan, source=self.s3_checkpoint_source())
+            elif run.provider == "local":
                 report = delete_checkpoints(plan)
             else:
                 report = delete_checkpoints(plan, source=self._checkpoint_source(run))

@@ -59,16 +59,23 @@ class CheckpointsTable(FilterableTable):
         super().__init__(**kwargs)
         self.checkpoints: dict[str, Any] = {}
         self.best_path: str | None = None
+        self.in_s3: frozenset[str] = frozenset()  # paths also copied to S3, marked "S3"
         self.sort_column = "Step"
         self.sort_reverse = SORTS["Step"][1]
         self._now: float | None = None
 
     def show_checkpoints(
-        self, infos: Sequence[Any], best_path: str | None = None, now: float | None = None
+        self,
+        infos: Sequence[Any],
+        best_path: str | None = None,
+        now: float | None = None,
+        in_s3: frozenset[str] = frozenset(),
     ) -> None:
-        """`infos` have path, name, kind, epoch, step, loss, size_bytes, mtime, status, error."""
+        """`infos` have path, name, kind, epoch, step, loss, size_bytes, mtime, status, error;
+        the paths in `in_s3` get an "S3" mark after their name."""
         self.checkpoints = {c.path: c for c in infos}
         self.best_path = best_path
+        self.in_s3 = in_s3
         self._now = now
         self._show()
 
@@ -82,12 +89,15 @@ class CheckpointsTable(FilterableTable):
             kind = Text(info.kind)
             if info.status != "ok":
                 kind = Text(info.status, style=STATUS_STYLES.get(info.status, "bold red"))
+            name = Text(info.name + ("/" if getattr(info, "is_dir", False) else ""))
+            if info.path in self.in_s3:
+                name.append(" S3", style="bold cyan")
             rows.append(
                 (
                     info.path,
                     [
                         mark,
-                        info.name + ("/" if getattr(info, "is_dir", False) else ""),
+                        name,
                         kind,
                         number(info.epoch, 3),
                         "—" if info.step is None else str(info.step),
