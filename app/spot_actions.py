@@ -109,7 +109,7 @@ class SpotActions:
         self: RunctlApp, instance: Instance, runs: list[Any], notice: Any
     ) -> None:
         from app.s3_backup import CopyFailed
-        from app.spot_interruptions import interruption_note, stop_grace
+        from app.spot_interruptions import INTERRUPTED_STATUS, interruption_note, stop_grace
 
         what = f"EC2 will {notice.action} {instance.id} at {notice.time}"
         if self.settings.read_only:
@@ -147,7 +147,9 @@ class SpotActions:
                     op.result = "error"
                     copy_note = f"checkpoints NOT copied to S3: {err}"
                 self.store.update_run(
-                    run.id, error=interruption_note(notice.action, notice.time, copy_note)
+                    run.id,
+                    status=INTERRUPTED_STATUS,
+                    error=interruption_note(notice.action, notice.time, copy_note),
                 )
                 op.message = f"run {run.id} stopped; {copy_note}"
             self.call_from_thread(

@@ -7,9 +7,8 @@ a checkpoint, copies the checkpoints to S3, records the interruption on the run,
 `plan_relaunch`: a new instance of the same type and market in the same region, where the run
 continues with the resume arguments pointing at the last checkpoint brought back from S3.
 
-The store has no "interrupted" status (yet): the run ends "stopped", and its `error` field
-starts with "interrupted:" and says which notice and where the checkpoints went
-(`is_interrupted`). No textual, no boto3.
+The run ends with the status "interrupted", and its `error` field says which notice and where
+the checkpoints went. No textual, no boto3.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from app.checkpoints import STATUS_OK, CheckpointInfo, checkpoint_order, resume_
 
 SPOT_STOP_GRACE_S = 30.0  # of the ~120 s a notice gives: time left to copy to S3
 INTERRUPTED = "interrupted:"
+INTERRUPTED_STATUS = "interrupted"
 
 
 def stop_grace(configured_s: float) -> float:
@@ -36,7 +36,7 @@ def interruption_note(action: str, when: str, copy_note: str) -> str:
 
 
 def is_interrupted(run: Any) -> bool:
-    return (getattr(run, "error", None) or "").startswith(INTERRUPTED)
+    return getattr(run, "status", None) == INTERRUPTED_STATUS
 
 
 def last_checkpoint(infos: Iterable[CheckpointInfo]) -> CheckpointInfo | None:

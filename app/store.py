@@ -20,7 +20,8 @@ from typing import Any
 SCHEMA_VERSION = 2
 
 ACTIVE_STATUSES = ("starting", "running", "stopping")
-FINAL_STATUSES = ("finished", "failed", "stopped", "lost")
+# interrupted: stopped because EC2 reclaimed its spot instance (app/spot_interruptions.py)
+FINAL_STATUSES = ("finished", "failed", "stopped", "lost", "interrupted")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);

@@ -80,7 +80,7 @@ async def test_a_notice_stops_copies_marks_and_relaunches_from_the_last_checkpoi
                     pilot, lambda: (r := app.store.get_run(run.id)) and is_interrupted(r) and r, 60
                 )
                 imds.notice = None  # the next instance is not being interrupted
-                assert interrupted.status == "stopped" and interrupted.exit_code == 0
+                assert interrupted.status == "interrupted" and interrupted.exit_code == 0
                 assert "terminate notice for 2026-11-23T20:40:00Z" in interrupted.error
                 assert "checkpoints in S3" in interrupted.error
                 [saved] = checkpoints.glob("interrupted-*.ckpt.json")  # written on SIGTERM

@@ -20,6 +20,7 @@ STATUS_STYLES = {
     "stopped": "cyan",
     "failed": "bold red",
     "lost": "red",
+    "interrupted": "bold magenta",
 }
 
 
