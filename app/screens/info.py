@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Static
 
@@ -26,7 +26,7 @@ PANE_KEYS = [
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
+    HelpScreen > VerticalScroll {
         width: 104; max-width: 95%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 1 2;
     }
@@ -46,8 +46,9 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"  [b cyan]{key:<26}[/]{description}")
         if self.read_only:
             lines += ["", "[yellow]read-only mode: stop, delete and terminate are disabled[/]"]
-        lines += ["", "[dim]escape closes this help[/]"]
-        with Vertical():
+        lines += ["", "[dim]↑ ↓ / page up / page down scroll · escape closes this help[/]"]
+        # Scrolls: the keys outgrow a small terminal, and none may be cut off unseen.
+        with VerticalScroll():
             yield Static("\n".join(lines))
 
 
