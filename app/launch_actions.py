@@ -131,9 +131,10 @@ class LaunchActions:
         self.refresh_instances()
 
     def _title_instances_pane(self: RunctlApp) -> None:
+        # Only the non-default scope is named: "managed" would puzzle someone without AWS.
         title = "Instances"
-        if self.settings.aws.enabled:
-            title += " (all in account)" if self.show_all_instances else " (managed)"
+        if self.settings.aws.enabled and self.show_all_instances:
+            title += " (all in account)"
         self.instances_table.border_title = title
 
     # -- the dialog ------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ async def test_a_toggles_between_managed_and_every_instance(
         table = app.instances_table
         await until(pilot, lambda: f"aws:{managed}" in table.rows)
         assert f"aws:{untagged}" not in table.rows
-        assert table.border_title == "Instances (managed)"
+        assert table.border_title == "Instances"
 
         await pilot.press("a")
         assert table.border_title == "Instances (all in account)"
@@ -255,7 +255,7 @@ async def test_a_toggles_between_managed_and_every_instance(
         assert "not managed by runctl" in table.instances[f"aws:{untagged}"].warnings
 
         await pilot.press("a")
-        assert table.border_title == "Instances (managed)"
+        assert table.border_title == "Instances"
         await until(pilot, lambda: f"aws:{untagged}" not in table.rows)
         assert f"aws:{managed}" in table.rows
 
