@@ -14,18 +14,27 @@ converted without a regex. The analysis therefore treats every digit alike (`\\d
 literal digit), which is what makes the plan valid for the whole shape; a plan whose metric
 names hold digits (`top1_acc`) is not reused.
 
+A block is parsed with whole-block C calls: records are cut (`translate` turns `\r` and
+backspaces into `\n`, then `split`), shaped, and given their plans by one `map` of dict
+lookups, with no Python code per record. What comes out is a `PointBatch`: plans and records,
+read on demand. `losses()` reads the loss chart's two values with `map(float, ...)` over the
+plans' slices (whole-file extraction: ~1.1M lines/s on bench/parse_throughput.py, 3x the
+points); `points()` builds a `MetricPoint` per record with the plan compiled for its shape (the
+live follow, `runctl-tui metrics`).
+
 No textual import: the parser runs headless (`runctl-tui metrics`, tests) and in workers.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, call, contains, is_not, or_
+from operator import attrgetter, call, is_not, itemgetter
 
 # -- the point --------------------------------------------------------------------------------
 
@@ -185,7 +194,16 @@ class Plan:
     (constant slices, no loop over fields), about twice as fast. Only byte offsets go into the
     generated source; metric names are passed in as a tuple, never pasted into code."""
 
-    __slots__ = ("build", "fields", "is_validation", "kind", "reusable", "uses")
+    __slots__ = (
+        "build",
+        "fields",
+        "is_validation",
+        "kind",
+        "reusable",
+        "train_loss",
+        "uses",
+        "val_loss",
+    )
 
     def __init__(self, kind: str, is_validation: bool, fields: list[Field]) -> None:
         self.kind = kind
@@ -199,6 +217,17 @@ class Plan:
             item.target.startswith("m:") and any(c.isdigit() for c in item.target)
             for item in fields
         )
+        # Readers of the two values the loss chart needs, `raw -> bytes` (None: the record has
+        # no such value): a training loss (`point.loss` of a training record) and the value of
+        # `point.val_loss`. Both are plain floats at one span, whatever the format.
+        by_target = {item.target: item for item in fields}
+        self.train_loss = None if is_validation else _reader(by_target.get("loss"))
+        self.val_loss = None
+        names = [*VAL_LOSS_NAMES, *(TRAIN_LOSS_NAMES if is_validation else ())]
+        for name in names:
+            if "m:" + name in by_target:
+                self.val_loss = _reader(by_target["m:" + name])
+                break
 
     def _count_uses(self, raw: bytes, line: int) -> MetricPoint:
         self.uses += 1
@@ -223,6 +252,13 @@ class Plan:
             else:
                 setattr(point, item.target, value)
         return point
+
+
+def _reader(item: Field | None):
+    """`raw -> bytes` of a field that reads as one float (`float(reader(raw))` is its value)."""
+    if item is None or item.convert != "float" or len(item.spans) != 1:
+        return None
+    return itemgetter(slice(*item.spans[0]))
 
 
 def _int_or_none(value: float | None) -> int | None:
@@ -587,27 +623,202 @@ def _apply_extra(point: MetricPoint | None, patterns: list[re.Pattern], record: 
 # -- the streaming parser ---------------------------------------------------------------------
 
 DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-RECORD_SPLIT = re.compile(rb"[\r\x08]+")
+# A block is cut into records in C: \r and backspace become \n (in the records and in their
+# shapes), and the separators alone, \n as 1 and the others as 0, count the physical lines.
+# An empty record (between `\r\r`, or `\r\n`) is no point.
+BACKSPACE_RUN = re.compile(rb"\x08{2,}")
+SEPARATORS_TO_NEWLINE = bytes.maketrans(b"\r\x08", b"\n\n")
+SHAPE_OF_RECORDS = bytes.maketrans(b"123456789\r\x08", b"000000000\n\n")
+NOT_A_SEPARATOR = bytes(sorted(set(range(256)) - set(b"\n\r\x08")))
+NEWLINE_AS_ONE = bytes.maketrans(b"\n\r\x08", b"\x01\x00\x00")
 COMPILE_AFTER_USES = 3  # a shape seen this often gets its own compiled function
 MAX_SHAPES = 4096  # plans kept (~4 kB each); the cache starts over when it is full
 MAX_SHAPE_BYTES = 2048  # longer records are analysed every time, never cached
 MAX_RECORD_BYTES = 1 << 20  # a record is cut here; a 1 MB line must not stall a live follow
-NO_PLAN = object()
+
+
+class _NoPlan:
+    """The plan of a record without metrics: it reads no loss."""
+
+    __slots__ = ()
+    train_loss = None
+    val_loss = None
+
+
+NO_PLAN = _NoPlan()
+
+
+@dataclass(slots=True)
+class LossSeries:
+    """The losses of a batch in log order, as a loss chart takes them: every training loss
+    (`point.loss` of a training record) and every `point.val_loss`, the latter with the number
+    of the batch's training losses up to and including its record."""
+
+    train: list[float]
+    validation: list[float]
+    validation_after: list[int]
+
+
+def _without_gc(function, *arguments):
+    """The cyclic garbage collector is paused while points are made: they hold no cycles, yet
+    the collector would scan them (and every other live object in the process) over and over
+    as they pile up, which measured here as ~45% of the time."""
+    pause = gc.isenabled()
+    if pause:
+        gc.disable()
+    try:
+        return function(*arguments)
+    finally:
+        if pause:
+            gc.enable()
+
+
+class PointBatch:
+    """The points of one block of log, read on demand.
+
+    Parsing a block finds each record's plan (which bytes hold which value) and keeps the
+    record; nothing is converted yet. `points()` builds a `MetricPoint` per record (every value
+    read); `losses()` reads only the two values a loss chart needs, with C-level loops
+    (`map(float, ...)` over the plans' slices) and no object per record, which is what makes
+    whole-file extraction fast. A batch from a parser with extra patterns holds its points.
+
+    `plans` and `raws` hold every record of the block, NO_PLAN for those without metrics.
+    Record k is on line `first` + k, or, when the block is given (one with `\\r` or
+    backspaces), `first` + the number of newlines among the first k separators."""
+
+    __slots__ = ("_block", "_first", "_plans", "_points", "_raws")
+
+    def __init__(
+        self,
+        plans: list[Plan | _NoPlan],
+        raws: list[bytes],
+        first: int = 1,
+        block: bytes | None = None,
+        points: list[MetricPoint] | None = None,
+    ) -> None:
+        self._plans = plans
+        self._raws = raws
+        self._first = first
+        self._block = block
+        self._points = points
+
+    @classmethod
+    def of_points(cls, points: list[MetricPoint]) -> PointBatch:
+        return cls([], [], points=points)
+
+    def __len__(self) -> int:
+        if self._points is not None:
+            return len(self._points)
+        return len(self._plans) - self._plans.count(NO_PLAN)
+
+    def points(self) -> list[MetricPoint]:
+        if self._points is None:
+            self._points = _without_gc(self._build)
+        return self._points
+
+    def _build(self) -> list[MetricPoint]:
+        plans, raws = self._plans, self._raws
+        without = plans.count(NO_PLAN)
+        if without == len(plans):
+            return []
+        lines = _line_numbers(self._first, self._block)
+        if without:
+            keep = list(map(is_not, plans, repeat(NO_PLAN)))
+            plans, raws = list(compress(plans, keep)), list(compress(raws, keep))
+            lines = compress(lines, keep)
+        lines = list(itertools.islice(lines, len(plans)))
+        return _build_points(plans, raws, lines)
+
+    def losses(self) -> LossSeries:
+        if self._points is not None:
+            return _losses_of_points(self._points)
+        plans, raws = self._plans, self._raws
+        # A reader is an itemgetter (true) or None (false): it selects its own records.
+        readers = list(map(attrgetter("train_loss"), plans))
+        if None in readers:
+            train = list(map(float, map(call, compress(readers, readers), compress(raws, readers))))
+        else:
+            train = list(map(float, map(call, readers, raws)))
+        validation_readers = list(map(attrgetter("val_loss"), plans))
+        if not any(validation_readers):
+            return LossSeries(train, [], [])
+        # Training losses up to and including each record (ints: the first sum is no bool).
+        trains = itertools.accumulate(map(is_not, readers, repeat(None)), initial=0)
+        next(trains)
+        after = list(compress(trains, validation_readers))
+        selected = compress(raws, validation_readers)
+        validation = list(
+            map(float, map(call, compress(validation_readers, validation_readers), selected))
+        )
+        return LossSeries(train, validation, after)
+
+
+def _line_numbers(first: int, block: bytes | None) -> Iterator[int]:
+    """The line of each record of a block: consecutive without `\\r` and backspaces (`block`
+    None); otherwise `first` + the newlines among the separators before the record."""
+    if block is None:
+        return itertools.count(first)
+    newlines = block.translate(None, NOT_A_SEPARATOR).translate(NEWLINE_AS_ONE)
+    return itertools.accumulate(newlines, initial=first)
+
+
+def _build_points(plans: list[Plan], raws: list[bytes], lines: list[int]) -> list[MetricPoint]:
+    """The loop over records runs in C (`map`); Python runs only each record's compiled plan."""
+    try:
+        return list(map(call, map(attrgetter("build"), plans), raws, lines))
+    except (ValueError, OverflowError):
+        # A plan is checked on the record it came from, and every record of its shape reads
+        # alike, so this does not happen; if it did, only the record that fails is skipped.
+        return [
+            point
+            for plan, raw, line in zip(plans, raws, lines, strict=True)
+            if (point := _build_or_none(plan, raw, line)) is not None
+        ]
+
+
+def _reads(plan: Plan, raw: bytes) -> bool:
+    """Whether the record a plan came from reads through it. When one does not (a value with an
+    ANSI code inside it), no record of that shape does: they differ only in their digits."""
+    try:
+        plan.apply(raw, 0)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def _build_or_none(plan: Plan, raw: bytes, line: int) -> MetricPoint | None:
+    try:
+        return plan.build(raw, line)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _losses_of_points(points: Sequence[MetricPoint]) -> LossSeries:
+    series = LossSeries([], [], [])
+    for point in points:
+        if point.loss is not None and not point.is_validation:
+            series.train.append(point.loss)
+        val_loss = point.val_loss
+        if val_loss is not None:
+            series.validation.append(val_loss)
+            series.validation_after.append(len(series.train))
+    return series
 
 
 class LogParser:
     """Feed log text (str or bytes) as it arrives; get the points of every complete record.
 
-    A record ends at `\\n`, and also at `\\r` or a run of backspaces (tqdm and Keras redraw a
-    bar that way), so a bar update is emitted as soon as the next one begins. `flush()` parses
-    the unterminated rest (end of file)."""
+    A record ends at `\\n`, and also at `\\r` or a backspace (tqdm and Keras redraw a bar that
+    way), so a bar update is emitted as soon as the next one begins. `flush()` parses the
+    unterminated rest (end of file). `feed_batch` / `flush_batch` give the same points as a
+    `PointBatch`, read on demand (whole-file extraction); `feed` / `flush` give them built."""
 
     def __init__(self, extra_patterns: Sequence[str] = ()) -> None:
         self.extra = [re.compile(p) for p in extra_patterns]
         self.lines_seen = 0  # completed physical lines
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._plans: dict[bytes, Plan | object] = {}
+        self._plans: dict[bytes, Plan | _NoPlan] = {}
         # Work done, for tests that bound it by input size: bytes given to the full analysis,
         # and bytes of held-back partial records copied when their record completes.
         self.analysed_bytes = 0
@@ -615,14 +826,20 @@ class LogParser:
 
     # -- input ------------------------------------------------------------------------------
     def feed(self, text: str | bytes) -> list[MetricPoint]:
+        return self.feed_batch(text).points()
+
+    def flush(self) -> list[MetricPoint]:
+        return self.flush_batch().points()
+
+    def feed_batch(self, text: str | bytes) -> PointBatch:
         # surrogatepass: any str encodes, even one holding lone surrogates.
         data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         if not data:
-            return []
+            return PointBatch([], [])
         cut = max(data.rfind(b"\n"), data.rfind(b"\r"), data.rfind(b"\x08"))
         if cut < 0:
             self._hold(data)
-            return []
+            return PointBatch([], [])
         head = data[: cut + 1]
         if self._pending:
             self.joined_bytes += self._pending_bytes
@@ -631,16 +848,16 @@ class LogParser:
             self._pending_bytes = 0
         if cut + 1 < len(data):
             self._hold(data[cut + 1 :])
-        return self._parse_block_without_gc(head, final=False)
+        return self._parse_block(head, final=False)
 
-    def flush(self) -> list[MetricPoint]:
+    def flush_batch(self) -> PointBatch:
         if not self._pending:
-            return []
+            return PointBatch([], [])
         block = b"".join(self._pending)
         self.joined_bytes += self._pending_bytes
         self._pending.clear()
         self._pending_bytes = 0
-        return self._parse_block_without_gc(block, final=True)
+        return self._parse_block(block, final=True)
 
     def _hold(self, data: bytes) -> None:
         room = MAX_RECORD_BYTES - self._pending_bytes
@@ -650,57 +867,32 @@ class LogParser:
             self._pending_bytes += len(piece)
 
     # -- records ----------------------------------------------------------------------------
-    def _parse_block_without_gc(self, block: bytes, final: bool) -> list[MetricPoint]:
-        """The cyclic garbage collector is paused while a block's points are made: they hold
-        no cycles, yet the collector would scan them (and every other live object in the
-        process) over and over as they pile up, which measured here as ~45% of the time."""
-        pause = gc.isenabled()
-        if pause:
-            gc.disable()
-        try:
-            return self._parse_block(block, final)
-        finally:
-            if pause:
-                gc.enable()
-
-    def _parse_block(self, block: bytes, final: bool) -> list[MetricPoint]:
-        """`block` ends with a separator unless `final`."""
-        shapes = block.translate(DIGITS_TO_ZERO)
-        raw_lines = block.split(b"\n")
-        shape_lines = shapes.split(b"\n")
-        # The piece after the last "\n" is the start of a line that has not ended yet.
-        open_raw, open_shape = raw_lines.pop(), shape_lines.pop()
+    def _parse_block(self, block: bytes, final: bool) -> PointBatch:
+        """`block` ends with a separator unless `final` (then it holds none: the rest of the
+        file). Records are cut, shaped and numbered by whole-block C calls (translate, split,
+        accumulate); a record of a known shape costs one dict lookup."""
         first = self.lines_seen + 1
-        backspaces = b"\x08" in block
-        if backspaces or b"\r" in block:
-            points = self._points(*_records(raw_lines, shape_lines, first, backspaces))
+        if b"\x08" in block:
+            # Keras erases its bar with a run of backspaces: one separator, not one per byte.
+            block = BACKSPACE_RUN.sub(b"\x08", block)
+        cut_within_lines = b"\r" in block or b"\x08" in block
+        if cut_within_lines:
+            raws = block.translate(SEPARATORS_TO_NEWLINE).split(b"\n")
+            shapes = block.translate(SHAPE_OF_RECORDS).split(b"\n")
+            self.lines_seen += block.count(b"\n")
         else:
-            points = self._points(raw_lines, shape_lines, range(first, first + len(raw_lines)))
-        self.lines_seen += len(raw_lines)
-        if open_raw:
-            # Records of the unfinished line that are already complete (ended by \r or \b).
-            raw_parts = RECORD_SPLIT.split(open_raw)
-            shape_parts = RECORD_SPLIT.split(open_shape)
-            if not final:
-                raw_parts.pop()
-                shape_parts.pop()
-            number = self.lines_seen + 1
-            points += self._points(raw_parts, shape_parts, [number] * len(raw_parts))
-            if final:
-                self.lines_seen += 1
-        return points
-
-    def _points(
-        self, raws: list[bytes], shapes: list[bytes], numbers: Sequence[int]
-    ) -> list[MetricPoint]:
-        """The points of records, in order. The loop over records runs in C (`map`); Python
-        runs only for each record's compiled plan and for shapes not seen before."""
+            raws = block.split(b"\n")
+            shapes = block.translate(DIGITS_TO_ZERO).split(b"\n")
+            self.lines_seen += len(raws) - 1
+        if not final:
+            raws.pop()  # empty: the block ends with a separator
+            shapes.pop()
+        if final and not block.endswith(b"\n"):
+            self.lines_seen += 1  # the last line, which no newline ends
+        lines_block = block if cut_within_lines else None
         if self.extra:
-            return [
-                point
-                for raw, shape, number in zip(raws, shapes, numbers, strict=True)
-                if (point := self._record(raw, shape, number)) is not None
-            ]
+            numbers = _line_numbers(first, lines_block)
+            return PointBatch.of_points(_without_gc(self._points_with_extra, raws, shapes, numbers))
         plans: list = list(map(self._plans.get, shapes))
         missing = -1
         try:
@@ -709,32 +901,26 @@ class LogParser:
                 plans[missing] = self._plan_for(raws[missing], shapes[missing])
         except ValueError:
             pass
-        keep = list(map(is_not, plans, repeat(NO_PLAN)))
-        try:
-            return list(
-                map(
-                    call,
-                    map(attrgetter("build"), compress(plans, keep)),
-                    compress(raws, keep),
-                    compress(numbers, keep),
-                )
-            )
-        except (ValueError, OverflowError):
-            # A value that does not read as a number (its shape said it would): skip just that
-            # record, one record at a time.
-            return [
-                point
-                for raw, shape, number in zip(raws, shapes, numbers, strict=True)
-                if (point := self._record(raw, shape, number)) is not None
-            ]
+        return PointBatch(plans, raws, first, lines_block)
 
-    def _plan_for(self, raw: bytes, shape: bytes) -> Plan | object:
+    def _points_with_extra(
+        self, raws: list[bytes], shapes: list[bytes], numbers: Iterable[int]
+    ) -> list[MetricPoint]:
+        return [
+            point
+            for raw, shape, number in zip(raws, shapes, numbers)  # noqa: B905 - numbers never end
+            if (point := self._record(raw, shape, number)) is not None
+        ]
+
+    def _plan_for(self, raw: bytes, shape: bytes) -> Plan | _NoPlan:
         plan = self._plans.get(shape)
         if plan is None:
             if len(raw) > MAX_RECORD_BYTES:
                 raw = raw[:MAX_RECORD_BYTES]
             self.analysed_bytes += len(raw)
             plan = analyse(raw.decode("latin-1")) or NO_PLAN
+            if plan is not NO_PLAN and not _reads(plan, raw):
+                plan = NO_PLAN
             if len(shape) <= MAX_SHAPE_BYTES and (plan is NO_PLAN or plan.reusable):
                 if len(self._plans) >= MAX_SHAPES:
                     self._plans.clear()
@@ -743,47 +929,10 @@ class LogParser:
 
     def _record(self, raw: bytes, shape: bytes, line: int) -> MetricPoint | None:
         plan = self._plan_for(raw, shape)
-        point = None
-        if plan is not NO_PLAN:
-            try:
-                point = plan.build(raw, line)
-            except (ValueError, OverflowError):
-                point = None
+        point = None if plan is NO_PLAN else _build_or_none(plan, raw, line)
         if self.extra:
             point = _apply_extra(point, self.extra, raw.decode("utf-8", "replace"), line)
         return point
-
-
-def _records(
-    raw_lines: list[bytes], shape_lines: list[bytes], first: int, backspaces: bool
-) -> tuple[list[bytes], list[bytes], list[int]]:
-    """Lines cut at \r and backspaces into records, each with its physical line number.
-    Python touches only the lines that hold a separator; the others are copied in runs."""
-    flags = list(map(contains, raw_lines, repeat(b"\r")))
-    if backspaces:
-        flags = list(map(or_, flags, map(contains, raw_lines, repeat(b"\x08"))))
-    split = RECORD_SPLIT.split if backspaces else _split_at_returns
-    raws: list[bytes] = []
-    shapes: list[bytes] = []
-    numbers: list[int] = []
-    done = 0
-    for index in compress(range(len(raw_lines)), flags):
-        raws += raw_lines[done:index]
-        shapes += shape_lines[done:index]
-        numbers += range(first + done, first + index)
-        parts = split(raw_lines[index])
-        raws += parts
-        shapes += split(shape_lines[index])
-        numbers += repeat(first + index, len(parts))
-        done = index + 1
-    raws += raw_lines[done:]
-    shapes += shape_lines[done:]
-    numbers += range(first + done, first + len(raw_lines))
-    return raws, shapes, numbers
-
-
-def _split_at_returns(line: bytes) -> list[bytes]:
-    return line.split(b"\r")
 
 
 def parse_text(text: str | bytes, extra_patterns: Sequence[str] = ()) -> list[MetricPoint]:
