@@ -18,20 +18,15 @@ from textual.message import Message
 from textual.widgets import TabbedContent
 from textual.worker import get_current_worker
 
-from app.cost_tracking import (
-    CostAlert,
-    CostFactsSchedule,
-    CostReport,
-    cost_explorer_note,
-    host_lines,
-    prices_note,
-    track_costs,
-)
-from app.costs import PriceCatalog
 from providers.base import Instance
 
 if TYPE_CHECKING:
+    from app.cost_tracking import CostAlert, CostFactsSchedule, CostReport
+    from app.costs import PriceCatalog
     from app.tui import RunctlApp
+
+# app.cost_tracking (and the store and price code under it) is imported where it is first
+# used, after the dashboard painted: nothing of it is on screen in the first frame.
 
 BILLING_REGION = "us-east-1"  # Cost Explorer and the Pricing API answer there
 SHOWN_IN_NOTIFICATION = 3
@@ -74,6 +69,8 @@ class CostActions:
     def track_aws_costs(self: RunctlApp, rows: list[Instance], provider: Any) -> list[Instance]:
         """In the instances worker: record the rows' states, set their accrued $ and cost
         warnings, and send the Costs pane its report."""
+        from app.cost_tracking import track_costs
+
         report = track_costs(
             self.store, rows, now=self.clock(), costs=self.settings.costs, provider=provider
         )
@@ -101,6 +98,8 @@ class CostActions:
         self.notify("\n".join(lines), title="Cost warning", severity="warning", timeout=20)
 
     def _show_costs(self: RunctlApp) -> None:
+        from app.cost_tracking import CostReport, cost_explorer_note, host_lines, prices_note
+
         report = self.cost_report or CostReport()
         hosts = host_lines(self.instances.values())
         self.costs_pane.table.show_costs([*report.lines, *hosts])
@@ -125,6 +124,8 @@ class CostActions:
         if self._aws_provider is None:
             return
         if self._cost_facts is None:
+            from app.cost_tracking import CostFactsSchedule
+
             self._cost_facts = CostFactsSchedule()
         now = self.clock()
         ask_cost_explorer = self._cost_facts.cost_explorer_due(now)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -249,6 +248,8 @@ def _read_toml(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, UnicodeDecodeError) as err:
         raise SettingsError(f"{path}: cannot read settings file: {err}") from None
+    import tomllib  # only when there is a file: its import is ~10 ms of every start-up
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

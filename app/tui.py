@@ -108,6 +108,7 @@ class SidePanel(Vertical):
 
     def on_mount(self) -> None:
         self.app._label_checkpoints_tab()
+        self.app._show_costs()
 
 
 class RunctlApp(
@@ -258,7 +259,8 @@ class RunctlApp(
     def _show_instances(self, instances: list[Instance]) -> None:
         self.instances = {f"{i.provider}:{i.id}": i for i in instances}
         self.instances_table.show_instances(instances)
-        self._show_costs()
+        if self.costs_pane.is_mounted:  # else the side panel shows them when it mounts
+            self._show_costs()
         if self.selected_instance_key not in self.instances and instances:
             self.selected_instance_key = next(iter(self.instances))
 
