@@ -31,6 +31,8 @@ class CloudActions(CostActions):
     """AWS rows and instance actions (mixed into RunctlApp)."""
 
     _aws_provider: Any = None
+    _ec2_listed: list[Instance] = []  # replaced on each refresh, never mutated
+    _ec2_listed_scope: bool | None = None  # the show-all choice _ec2_listed was made with
     aws_max_backoff_s: float | None = None  # caps botocore's retry backoff (tests: 0)
 
     def _ec2_provider(self: RunctlApp) -> Any:
@@ -73,7 +75,21 @@ class CloudActions(CostActions):
         ]
         if failed:
             self.call_from_thread(self._say_once, "AWS: " + "; ".join(failed))
+        rows += self._vanished_ec2_rows(rows)
         return self.track_aws_costs(rows, self._aws_provider)
+
+    def _vanished_ec2_rows(self: RunctlApp, rows: list[Instance]) -> list[Instance]:
+        """Instances listed before that EC2 no longer lists at all (terminated outside
+        runctl, long enough ago): kept as `terminated` rows instead of silently vanishing.
+        Compared only within the same scope: turning show-all off is not a termination."""
+        from providers.aws import mark_vanished
+
+        scope = self.show_all_instances
+        previous = self._ec2_listed if self._ec2_listed_scope == scope else []
+        answered = [r.region for r in self._aws_provider.last_results.values() if r.error is None]
+        gone = mark_vanished(previous, rows, answered)
+        self._ec2_listed, self._ec2_listed_scope = [*rows, *gone], scope
+        return gone
 
     def _say_once(self: RunctlApp, message: str) -> None:
         if message != self._last_cloud_message:

@@ -96,3 +96,20 @@ async def test_without_aws_configured_a_row_says_how_to_configure_it(project: Pa
         assert instance.state == "not configured"
         assert "aws configure" in instance.warnings[0]
         assert not any(n.severity == "error" for n in app._notifications)
+
+
+async def test_an_instance_ec2_no_longer_lists_stays_as_terminated_outside_runctl(
+    moto: MotoServer, project: Path
+) -> None:
+    gone = launch_managed()
+    app = make_app(project)
+    async with app.run_test(size=(120, 36)) as pilot:
+        table = app.instances_table
+        await until(pilot, lambda: f"aws:{gone}" in table.rows, timeout=60)
+        assert table.instances[f"aws:{gone}"].state == "running"
+        moto.reset()  # EC2 forgets it, as it does some time after a termination elsewhere
+        await pilot.press("g")
+        await until(pilot, lambda: table.instances[f"aws:{gone}"].state == "terminated", 60)
+        row = table.instances[f"aws:{gone}"]
+        assert "terminated outside runctl" in row.warnings[-1]
+        assert row.uptime_s is None
