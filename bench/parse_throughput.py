@@ -6,10 +6,12 @@ parsing). Not a test; run it: `python bench/parse_throughput.py [LINES] [RUNS]`.
 Two ways the app uses the parser are measured, each checked against the values the generator
 printed (every training loss and validation loss, in order):
 
-- whole-file extraction, the headline figure: `feed_batch` per block and `losses()` of each
-  batch into a `LossHistory`, exactly what `log_history.scan_loss_history` does with a parser.
-  Every record is cut, shaped and given its plan; only the values the chart reads are
-  converted.
+- loss-series extraction: `feed_batch` per block and `losses()` of each batch into a
+  `LossHistory`, what `log_history.scan_loss_history` does when given a parser. Every record
+  is cut, shaped and given its plan, but only the training and validation losses are
+  converted: this is not a full parse of every metric. (The dashboard's chart does not use
+  this path today: it calls `scan_loss_history` without a parser, i.e. the block regex scan
+  measured by bench/big_log.py.)
 - point objects: `feed` per block, which builds a `MetricPoint` with every value converted
   (the live follow, `runctl-tui metrics`), with bytes blocks and with str blocks (decoded
   first, as a live follow does).
