@@ -222,10 +222,10 @@ def main() -> None:
     )
 
     seconds, parser, history, train, validation = best_of(runs, lambda: extract(blocks))
-    check("whole-file extraction", train, validation, expected)
+    check("loss series", train, validation, expected)
     assert history.train.points == len(train) and history.validation.points == len(validation)
     print(
-        f"{'whole-file extraction (feed_batch)':<40}: {parser.lines_seen / seconds:>12,.0f} lines/s  "
+        f"{'loss series only (feed_batch+losses)':<40}: {parser.lines_seen / seconds:>12,.0f} lines/s  "
         f"({seconds:.2f} s, {len(train):,} losses, {len(validation):,} val losses)"
     )
     for as_text in (False, True):
