@@ -206,7 +206,9 @@ def test_runs_sync_deps_and_logs_over_ssm(
     plan = plan_deps(project, "training/train.py")
     lines: list[str] = []
     first = install_deps(target.transport, target.remote_dir, plan, on_output=lines.append)
-    assert not first.skipped and "[2/2] pip install -r requirements.txt" in lines
+    # pip, or uv when the host has one on its PATH (a shell with the test venv active does)
+    step = f"[2/2] {'uv pip' if first.tool == 'uv' else 'pip'} install -r requirements.txt"
+    assert not first.skipped and step in lines
     again = install_deps(target.transport, target.remote_dir, plan)
     assert again.skipped
     assert service.python_for(instance) == f"{target.remote_dir}/.venv/bin/python"
