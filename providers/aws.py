@@ -248,10 +248,19 @@ class AwsClients:
     ) -> None:
         import boto3
         from botocore import exceptions as bx
+        from botocore.session import get_session
+
+        from providers import aws_parsing
 
         self.profile = profile
+        core = get_session()
+        aws_parsing.register(core)  # big XML replies must not hold the GIL for 150 ms
         try:
-            self.session = boto3.Session(profile_name=profile) if profile else boto3.Session()
+            self.session = (
+                boto3.Session(botocore_session=core, profile_name=profile)
+                if profile
+                else boto3.Session(botocore_session=core)
+            )
         except bx.ProfileNotFound as err:
             raise translate_error(
                 err, operation="loading the profile", region=None, profile=profile
