@@ -19,6 +19,7 @@ from textual.widgets import TabbedContent
 from textual.worker import get_current_worker
 
 from providers.base import Instance
+from widgets.costs_panel import cost_rows
 
 if TYPE_CHECKING:
     from app.cost_tracking import CostAlert, CostFactsSchedule, CostReport
@@ -33,9 +34,10 @@ SHOWN_IN_NOTIFICATION = 3
 
 
 class CostsTracked(Message):
-    def __init__(self, report: CostReport) -> None:
+    def __init__(self, report: CostReport, table_rows: list[tuple[str, list]]) -> None:
         super().__init__()
         self.report = report
+        self.table_rows = table_rows  # the Costs table's rows of report.lines, made in the worker
 
 
 class CostFactsAnswered(Message):
@@ -56,6 +58,7 @@ class CostActions:
     _cost_explorer: dict[str, float] | None = None
     _cost_explorer_asked = False
     _announced_costs: frozenset[tuple[str, str]] = frozenset()
+    _cost_table_rows: list[tuple[str, list]] = []  # of cost_report.lines; replaced, not mutated
 
     @property
     def price_catalog(self: RunctlApp) -> PriceCatalog:
@@ -74,11 +77,12 @@ class CostActions:
         report = track_costs(
             self.store, rows, now=self.clock(), costs=self.settings.costs, provider=provider
         )
-        self.post_message(CostsTracked(report))
+        self.post_message(CostsTracked(report, cost_rows(report.lines)))
         return rows
 
     def on_costs_tracked(self: RunctlApp, event: CostsTracked) -> None:
         self.cost_report = event.report
+        self._cost_table_rows = event.table_rows
         for problem in event.report.problems:
             self._say_once(problem)
         self._announce_cost_alerts(event.report.alerts)
@@ -102,7 +106,7 @@ class CostActions:
 
         report = self.cost_report or CostReport()
         hosts = host_lines(self.instances.values())
-        self.costs_pane.table.show_costs([*report.lines, *hosts])
+        self.costs_pane.table.set_rows([*self._cost_table_rows, *cost_rows(hosts)])
         self.costs_pane.summary.show_summary(
             report.burn_usd_per_hour + sum(line.burn_usd_per_hour for line in hosts),
             report.today_usd,
@@ -117,7 +121,9 @@ class CostActions:
         if self.costs_pane.is_mounted:
             with contextlib.suppress(NoMatches):  # the app may be closing
                 tab = self.costs_pane.query_ancestor(TabbedContent).get_tab("tab-costs")
-                tab.label = f"Costs ⚠ {len(report.alerts)}" if report.alerts else "Costs"
+                label = f"Costs ⚠ {len(report.alerts)}" if report.alerts else "Costs"
+                if tab.label.plain != label:  # a new label lays the whole screen out again
+                    tab.label = label
 
     # -- Cost Explorer and the Pricing API ---------------------------------------------------------
     def _ask_for_cost_facts(self: RunctlApp) -> None:

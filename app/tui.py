@@ -24,6 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app import gc_pauses
 from app.checkpoint_copy_actions import CheckpointCopyActions
 from app.cloud_actions import CloudActions
 from app.host_actions import HostActions
@@ -40,7 +41,7 @@ from widgets.checkpoints_table import CheckpointsTable
 from widgets.confirm_modal import ConfirmModal
 from widgets.costs_panel import CostBanner, CostsPane
 from widgets.filterable_table import FilterableTable
-from widgets.instances_table import InstancesTable
+from widgets.instances_table import InstancesTable, instance_rows
 from widgets.log_view import LogView
 from widgets.loss_chart import LossChart
 from widgets.metrics_strip import MetricsStrip
@@ -75,9 +76,10 @@ class RunsRefreshed(Message):
 
 
 class InstancesRefreshed(Message):
-    def __init__(self, instances: list[Instance]) -> None:
+    def __init__(self, instances: list[Instance], table_rows: list[tuple[str, list]]) -> None:
         super().__init__()
         self.instances = instances
+        self.table_rows = table_rows  # the Instances table's rows, made in the worker
 
 
 class CheckpointsListed(Message):
@@ -183,6 +185,7 @@ class RunctlApp(
         self._showing_operation_log = False  # the log pane shows pip's output, not a run's
         self._checkpoint_sources: dict[str, object] = {}  # host -> TransportCheckpointSource
         self._last_refresh_error: str | None = None
+        self._startup_heap_frozen = False  # gc.freeze() after the first instances refresh
         self._last_cloud_message: str | None = None
         self._refresh_timers: dict[str, Timer] = {}
         self._last_remote_refresh = 0.0
@@ -240,12 +243,13 @@ class RunctlApp(
     def refresh_instances(self) -> None:
         """Every machine of every provider; hosts' reachability re-checked, then again later."""
         try:
-            rows = self.service.local.list_instances()
-            if self.settings.hosts:
-                rows += self.service.hosts.list_instances(check=True)
-            rows += self.aws_rows()
-            self.guard_instances(rows)
-            self.post_message(InstancesRefreshed(rows))
+            with gc_pauses.paused():  # botocore's parse of 1,500 instances: app/gc_pauses.py
+                rows = self.service.local.list_instances()
+                if self.settings.hosts:
+                    rows += self.service.hosts.list_instances(check=True)
+                rows += self.aws_rows()
+                self.guard_instances(rows)
+                self.post_message(InstancesRefreshed(rows, instance_rows(rows)))
         finally:
             if not get_current_worker().is_cancelled:
                 every = min(self.settings.ssh.refresh_s, self.settings.aws.refresh_s)
@@ -253,12 +257,26 @@ class RunctlApp(
 
     @on(InstancesRefreshed)
     def instances_refreshed(self, event: InstancesRefreshed) -> None:
-        self._show_instances(event.instances)
+        if not self._startup_heap_frozen:  # boto3 and its service models are loaded by now
+            self._startup_heap_frozen = True
+            gc_pauses.freeze_startup_heap()
+            # Frozen caches would keep whatever is added to them later, even once dropped:
+            # the tables start new ones.
+            for table in (
+                self.instances_table,
+                self.runs_table,
+                self.checkpoints_table,
+                self.costs_pane.table,
+            ):
+                table.drop_caches()
+        self._show_instances(event.instances, event.table_rows)
 
     # -- instances ---------------------------------------------------------------------------------
-    def _show_instances(self, instances: list[Instance]) -> None:
+    def _show_instances(
+        self, instances: list[Instance], table_rows: list[tuple[str, list]] | None = None
+    ) -> None:
         self.instances = {f"{i.provider}:{i.id}": i for i in instances}
-        self.instances_table.show_instances(instances)
+        self.instances_table.show_instances(instances, table_rows)
         if self.costs_pane.is_mounted:  # else the side panel shows them when it mounts
             self._show_costs()
         if self.selected_instance_key not in self.instances and instances:
@@ -1016,3 +1034,5 @@ class RunctlApp(
 
     def on_unmount(self) -> None:
         self.store.close()
+        if self._startup_heap_frozen:
+            gc_pauses.thaw()

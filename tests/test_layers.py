@@ -15,6 +15,7 @@ DOMAIN_SERVICES = [
     "app.cost_tracking",
     "app.deps",
     "app.eta",
+    "app.gc_pauses",
     "app.log_history",
     "app.log_index",
     "app.logfollow",

@@ -34,28 +34,12 @@ class InstancesTable(FilterableTable):
         super().__init__(**kwargs)
         self.instances: dict[str, Instance] = {}
 
-    def show_instances(self, instances: Sequence[Instance]) -> None:
+    def show_instances(
+        self, instances: Sequence[Instance], rows: list[tuple[str, list]] | None = None
+    ) -> None:
+        """`rows`: `instance_rows(instances)` when the caller made them already (a worker)."""
         self.instances = {f"{i.provider}:{i.id}": i for i in instances}
-        rows = []
-        for key, inst in self.instances.items():
-            state = Text(inst.state, style=STATE_STYLES.get(inst.state, ""))
-            if inst.warnings:
-                state.append(" ⚠", style="bold yellow")
-            rows.append(
-                (
-                    key,
-                    [
-                        inst.provider,
-                        inst.name or inst.id,
-                        inst.type or "—",
-                        inst.gpu or "—",
-                        state,
-                        duration(inst.uptime_s),
-                        money(inst.price_per_hour),
-                    ],
-                )
-            )
-        self.set_rows(rows)
+        self.set_rows(rows if rows is not None else instance_rows(instances))
 
     @property
     def selected_instance(self) -> Instance | None:
@@ -67,3 +51,28 @@ class InstancesTable(FilterableTable):
         instance = self.instances.get(event.row_key.value) if event.row_key else None
         if instance is not None:
             self.post_message(self.Selected(instance))
+
+
+def instance_rows(instances: Sequence[Instance]) -> list[tuple[str, list]]:
+    """The table's rows (key, cells) for these instances. Pure: the instances worker makes them
+    for a big account (1,500 EC2 instances: ~40 ms), not the main thread."""
+    rows = []
+    for key, inst in {f"{i.provider}:{i.id}": i for i in instances}.items():
+        state = Text(inst.state, style=STATE_STYLES.get(inst.state, ""))
+        if inst.warnings:
+            state.append(" ⚠", style="bold yellow")
+        rows.append(
+            (
+                key,
+                [
+                    inst.provider,
+                    inst.name or inst.id,
+                    inst.type or "—",
+                    inst.gpu or "—",
+                    state,
+                    duration(inst.uptime_s),
+                    money(inst.price_per_hour),
+                ],
+            )
+        )
+    return rows

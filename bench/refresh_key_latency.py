@@ -1,0 +1,174 @@
+"""Figure (issue 6): key-press latency while an Instances refresh is in flight, in the real
+dashboard (headless `RunctlApp`), against moto with 1,500 managed EC2 instances in one region.
+
+moto runs in its own process and is seeded by bench/aws_refresh.py. The app's own scheduled
+refreshes are pushed an hour away; the benchmark starts each refresh itself with the app's
+`refresh_instances` worker (what `g` and the timer start), so the whole path counts: the
+worker's DescribeInstances pages, prices and cost tracking, then the Instances and Costs panes
+filled on the main thread, and the frames after that paint the new rows.
+
+Keys are sent the way a terminal's keys arrive: from a thread of their own (the drivers read
+stdin in a thread and hand each key to the app's loop), one every ~20 ms, to a
+benchmark-only binding whose action records when it ran; latency = that time minus the moment
+the key was sent. (`Pilot.press` runs on the app's own loop, so it cannot send a key while the
+loop is busy: it would not see the stalls this figure is about.)
+
+Side by side, alternating, in the same run:
+  refresh   keys from the start of a refresh until its rows are in the Instances table, and
+            TAIL_S more (the table measures and paints new rows on the next idle ticks)
+  baseline  keys for as long as the preceding refresh took, with no refresh running
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import aws_refresh  # the moto server and its 1,500 instances
+from textual import events
+from textual.binding import Binding
+
+from dashboard_fixture import temp_dir
+
+REFRESHES = 8
+KEY_GAP_S = 0.020
+TAIL_S = 0.3
+GOAL_MS = 50.0
+AN_HOUR = 3600
+
+
+class KeySender(threading.Thread):
+    """Presses `z` every KEY_GAP_S until stopped, like a terminal's input thread."""
+
+    def __init__(self, app) -> None:
+        super().__init__(daemon=True)
+        self.app = app
+        self.sent: list[float] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.sent.append(time.perf_counter())
+            self.app._driver.send_message(events.Key("z", "z"))
+            self.stopped.wait(KEY_GAP_S)
+
+
+async def measure() -> dict[str, list[float]]:
+    from app.settings import load_settings
+    from app.tui import RunctlApp
+
+    handled: list[float] = []
+    shown: list[float] = []  # when a refresh's AWS rows were handed to the Instances table
+
+    class BenchApp(RunctlApp):
+        BINDINGS = [*RunctlApp.BINDINGS, Binding("z", "bench_ping", "ping", show=False)]
+
+        def action_bench_ping(self) -> None:
+            handled.append(time.perf_counter())
+
+        def _show_instances(self, instances, *args) -> None:
+            super()._show_instances(instances, *args)
+            if len(instances) >= aws_refresh.COUNT:
+                shown.append(time.perf_counter())
+
+        def tables_settled(self) -> bool:
+            return not (self.instances_table.applying or self.costs_pane.table.applying)
+
+    async def keys_during(app, until_done) -> list[float]:
+        """Latencies of the keys sent while `until_done()` runs."""
+        sender = KeySender(app)
+        first = len(handled)
+        sender.start()
+        try:
+            await until_done()
+        finally:
+            sender.stopped.set()
+            sender.join()
+        deadline = time.perf_counter() + 10
+        while len(handled) - first < len(sender.sent):
+            if time.perf_counter() > deadline:
+                raise RuntimeError("a key press was not handled within 10 s")
+            await asyncio.sleep(0.005)
+        return [done - sent for sent, done in zip(sender.sent, handled[first:], strict=True)]
+
+    figures: dict[str, list[float]] = {"refresh": [], "baseline": [], "duration": []}
+    with temp_dir() as tmp:
+        os.environ["RUNCTL_HOME"] = os.path.join(tmp, "home")
+        project = Path(tmp) / "proj"
+        (project / ".git").mkdir(parents=True)
+        (project / "runctl.toml").write_text(
+            f'[aws]\nregions = ["{aws_refresh.REGION}"]\nrefresh_s = {AN_HOUR}\n'
+            f"[ssh]\nrefresh_s = {AN_HOUR}\n"
+        )
+        app = BenchApp(load_settings(project), project)
+        async with app.run_test(size=(120, 36)) as pilot:
+
+            async def rows_in_tables(refreshes_before: int, start: float) -> float:
+                """When the refresh after `refreshes_before` has all its rows in both tables
+                (the tables apply big updates a slice per frame)."""
+                while len(shown) == refreshes_before or not app.tables_settled():
+                    if time.perf_counter() - start > 60:
+                        raise RuntimeError("a refresh took over 60 s")
+                    await asyncio.sleep(0.005)
+                return time.perf_counter()
+
+            # The start-up refresh (boto3 imported, GPU facts and spot prices fetched): cold.
+            await rows_in_tables(0, time.perf_counter())
+            await pilot.pause(1.0)
+
+            async def one_refresh() -> None:
+                before, start = len(shown), time.perf_counter()
+                app.refresh_instances()
+                figures["duration"].append(await rows_in_tables(before, start) - start)
+                await asyncio.sleep(TAIL_S)
+
+            for _ in range(REFRESHES):
+                idle_s = figures["duration"][-1] + TAIL_S if figures["duration"] else 1.5
+                figures["baseline"] += await keys_during(app, lambda s=idle_s: asyncio.sleep(s))
+                figures["refresh"] += await keys_during(app, one_refresh)
+                assert len(app.instances_table.rows) >= aws_refresh.COUNT
+    return figures
+
+
+def describe(latencies: list[float]) -> str:
+    ms = sorted(t * 1000 for t in latencies)
+    p90 = statistics.quantiles(ms, n=10)[8]
+    return (
+        f"median {statistics.median(ms):5.1f} ms  p90 {p90:5.1f} ms  max {ms[-1]:6.1f} ms  "
+        f"({len(ms)} presses)"
+    )
+
+
+def main() -> None:
+    server = aws_refresh.start_moto()
+    try:
+        started = time.perf_counter()
+        aws_refresh.create_instances(aws_refresh.COUNT)
+        print(
+            f"setup: {aws_refresh.COUNT:,} managed instances in {aws_refresh.REGION} "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        figures = asyncio.run(measure())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    durations = figures["duration"]
+    print(
+        f"refreshes: {len(durations)}, start to rows in the table: median "
+        f"{statistics.median(durations):.2f} s ({', '.join(f'{d:.2f}' for d in durations)})"
+    )
+    print(f"key press, no refresh (baseline): {describe(figures['baseline'])}")
+    print(f"key press, refresh in flight:     {describe(figures['refresh'])}")
+    worst = max(figures["refresh"]) * 1000
+    print(
+        f"goal: <= {GOAL_MS:.0f} ms while a refresh is in flight: "
+        f"{'met' if worst <= GOAL_MS else 'missed'} (max {worst:.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
