@@ -17,7 +17,6 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.lazy import Lazy
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -37,6 +36,7 @@ from app.settings import Settings
 from app.spot_actions import SpotActions
 from app.store import Run, RunStore
 from providers.base import Instance, ProviderError
+from widgets.after_first_frame import AfterFirstFrame
 from widgets.checkpoints_table import CheckpointsTable
 from widgets.confirm_modal import ConfirmModal
 from widgets.costs_panel import CostBanner, CostsPane
@@ -206,7 +206,9 @@ class RunctlApp(
             yield LogView(placeholder="no run selected", id="log")
             # Mounted just after the first frame (it is the most costly part to lay out and
             # draw); the panes exist from the start, so results that arrive earlier are kept.
-            yield Lazy(SidePanel(self.loss_chart, self.checkpoints_table, self.costs_pane))
+            yield AfterFirstFrame(
+                SidePanel(self.loss_chart, self.checkpoints_table, self.costs_pane)
+            )
         yield Input(
             placeholder="filter the focused table — enter keeps it, escape clears it", id="filter"
         )
