@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 PROJECT_FILE_NAME = "runctl.toml"
 
@@ -162,28 +161,10 @@ class SettingsFile(_Section):
     ssh: SshSettings = Field(default_factory=SshSettings)
 
 
-class Settings(BaseSettings, SettingsFile):
+class Settings(SettingsFile):
     """All settings. `home` (RUNCTL_HOME) moves every piece of state the app writes."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RUNCTL_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_default=True,
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Files are read and checked by `load_settings` and arrive as init kwargs, so an error
-        # can name its file; only the environment is read here.
-        return (env_settings, init_settings)
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     # -- derived paths -------------------------------------------------------------------------
     @property
@@ -232,10 +213,71 @@ def load_settings(project_root: Path | None = None, **overrides: Any) -> Setting
         _check_file(path, data)
         _deep_merge(merged, data)
     _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
+    simple = _simple_environment()
+    if simple is not None:
+        try:
+            return Settings(**{**merged, **simple})
+        except ValidationError:
+            pass  # pydantic-settings reads it again below and names the variable
     try:
-        return Settings(**merged)
+        return _settings_from_environment()(**merged)
     except ValidationError as err:
         raise SettingsError(_describe_env_error(err)) from None
+
+
+# -- the environment ----------------------------------------------------------------------------
+ENV_PREFIX = "RUNCTL_"
+# Top-level keys whose variable is one plain value (RUNCTL_HOME=/data/runctl), read as
+# pydantic-settings reads it: the string, validated by the field (lax: "true", "1", a path).
+SIMPLE_VARIABLES = ("home", "read_only", "debug")
+
+
+def _simple_environment() -> dict[str, str] | None:
+    """The RUNCTL_ variables as keys when each is one of SIMPLE_VARIABLES (none at all is the
+    usual case), else None: then pydantic-settings reads the environment. Importing it costs
+    ~50 ms, a quarter of the dashboard's start-up, for what these few variables never need."""
+    found: dict[str, str] = {}
+    for name, value in os.environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in SIMPLE_VARIABLES or not value:
+            return None
+        found[key] = value
+    return found
+
+
+@cache
+def _settings_from_environment() -> type[BaseSettings]:
+    """`Settings` that also reads RUNCTL_* variables (nested with `__`), over what it is given."""
+    from pydantic_settings import (
+        BaseSettings,
+        PydanticBaseSettingsSource,
+        SettingsConfigDict,
+    )
+
+    class EnvironmentSettings(BaseSettings, Settings):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+            extra="forbid",
+            validate_default=True,
+        )
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # Files are read and checked by `load_settings` and arrive as init kwargs, so an
+            # error can name its file; only the environment is read here.
+            return (env_settings, init_settings)
+
+    return EnvironmentSettings
 
 
 # -- file reading and error messages ------------------------------------------------------------

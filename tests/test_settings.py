@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,53 @@ def test_bad_file_stops_the_app_before_it_starts(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
     assert "runctl.toml:2: key 'ui.refresh_s'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"RUNCTL_HOME": "/data/runctl"},
+        {"runctl_home": "~/state", "RUNCTL_READ_ONLY": "true", "RUNCTL_DEBUG": "1"},
+        {"RUNCTL_READ_ONLY": "off"},
+    ],
+)
+def test_plain_variables_read_without_pydantic_settings_give_what_it_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> None:
+    """The start-up shortcut (app.settings._simple_environment) must not change any value."""
+    from app.settings import _settings_from_environment
+
+    (tmp_path / "runctl.toml").write_text("home = '/from/file'\n[logs]\nmax_lines = 500\n")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    expected = _settings_from_environment()(home="/from/file", logs={"max_lines": 500})
+    assert load_settings(tmp_path).model_dump() == expected.model_dump()
+
+
+def test_a_bad_plain_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNCTL_READ_ONLY", "maybe")
+    with pytest.raises(SettingsError, match="RUNCTL_READ_ONLY"):
+        load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("variables", "loads_pydantic_settings", "max_lines"),
+    [({"RUNCTL_HOME": "/tmp/h"}, False, 10_000), ({"RUNCTL_LOGS__MAX_LINES": "500"}, True, 500)],
+)
+def test_pydantic_settings_is_imported_only_for_variables_that_need_it(
+    tmp_path: Path, variables: dict[str, str], loads_pydantic_settings: bool, max_lines: int
+) -> None:
+    code = (
+        "import sys; from pathlib import Path; from app.settings import load_settings; "
+        "s = load_settings(Path('.')); print(s.logs.max_lines, 'pydantic_settings' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RUNCTL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**env, **variables, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == [str(max_lines), str(loads_pydantic_settings)]
