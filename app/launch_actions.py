@@ -19,17 +19,10 @@ from textual.worker import get_current_worker
 from app.project import project_name
 from providers.base import Instance, ProviderError
 from widgets.confirm_modal import ConfirmModal
-from widgets.ec2_launch_dialog import (
-    Ec2Launch,
-    Ec2LaunchDialog,
-    Ec2LaunchRequest,
-    TypeChoice,
-    TypeList,
-    rate,
-)
 
 if TYPE_CHECKING:
     from app.tui import RunctlApp
+    from widgets.ec2_launch_dialog import Ec2Launch, Ec2LaunchRequest, TypeList
 
 SSH_PORT = 22
 
@@ -139,6 +132,8 @@ class LaunchActions:
 
     # -- the dialog ------------------------------------------------------------------------------
     def action_launch_instance(self: RunctlApp) -> None:
+        from widgets.ec2_launch_dialog import Ec2LaunchDialog, Ec2LaunchRequest  # on first use
+
         aws = self.settings.aws
         if not aws.enabled:
             self.notify(
@@ -175,6 +170,8 @@ class LaunchActions:
     def _ec2_type_list(self: RunctlApp, region: str | None, types: list[str]) -> TypeList:
         """The dialog's type rows for `region` (in the dialog's worker). Without GPU facts
         (DescribeInstanceTypes refused, say) the rows still carry the catalog's prices."""
+        from widgets.ec2_launch_dialog import TypeChoice, TypeList
+
         provider = self._ec2_provider()
         region = region or provider.regions[0]
         problem = None
@@ -191,6 +188,7 @@ class LaunchActions:
     def _ec2_plan(self: RunctlApp, request: Ec2LaunchRequest) -> tuple[Any, str]:
         """The exact RunInstances request for the form and the dry-run text (in a worker)."""
         from providers.aws import DLAMI_PARAMETER, LaunchOptions
+        from widgets.ec2_launch_dialog import rate
 
         aws = self.settings.aws
         provider = self._ec2_provider()
@@ -264,6 +262,8 @@ class LaunchActions:
         self._wait_until_ready(provider, plan, ids)
 
     def _ask_on_demand(self: RunctlApp, plan: Any, err: Any, price: float | None) -> None:
+        from widgets.ec2_launch_dialog import rate
+
         kind = plan.request["InstanceType"]
         body = (
             f"Spot capacity for {kind} in {plan.region} is not available ({err.code}): "

@@ -209,8 +209,12 @@ class RunctlApp(
             yield AfterFirstFrame(
                 SidePanel(self.loss_chart, self.checkpoints_table, self.costs_pane)
             )
-        yield Input(
-            placeholder="filter the focused table — enter keeps it, escape clears it", id="filter"
+        # Hidden until `/`: mounted after the first frame, which it would slow (~5 ms).
+        yield AfterFirstFrame(
+            Input(
+                placeholder="filter the focused table — enter keeps it, escape clears it",
+                id="filter",
+            )
         )
         yield Footer()
 
@@ -221,7 +225,6 @@ class RunctlApp(
         self.runs_table = self.query_one(RunsTable)
         self.metrics_strip = self.query_one(MetricsStrip)
         self.log_view = self.query_one(LogView)
-        self.filter_box = self.query_one("#filter", Input)
         self._title_instances_pane()
         self.runs_table.border_title = "Runs"
         self.log_view.border_title = "Log"
@@ -970,8 +973,11 @@ class RunctlApp(
         if not isinstance(focused, FilterableTable):
             self.notify("Focus a table (tab) to filter it.", severity="warning")
             return
-        self._filter_target = focused
         box = self.filter_box
+        if box is None:  # the instant before it is mounted, just after start
+            self.call_after_refresh(self.action_filter)
+            return
+        self._filter_target = focused
         box.value = focused.filter_text
         box.add_class("-visible")
         box.focus()
@@ -986,17 +992,24 @@ class RunctlApp(
     def filter_done(self) -> None:
         self._close_filter(clear=False)
 
+    @property
+    def filter_box(self) -> Input | None:
+        """The table filter's input; None until it is mounted (just after the first frame)."""
+        found = self.screen_stack[0].query("#filter") if self.screen_stack else None
+        return found.first(Input) if found else None
+
     def _close_filter(self, clear: bool) -> None:
         box = self.filter_box
         target = getattr(self, "_filter_target", None)
         if clear and target is not None:
             target.set_filter("")
-        box.remove_class("-visible")
+        if box is not None:
+            box.remove_class("-visible")
         if target is not None:
             target.focus()
 
     def on_key(self, event) -> None:
-        if event.key == "escape" and self.focused is self.filter_box:
+        if event.key == "escape" and self.focused is not None and self.focused.id == "filter":
             event.stop()
             self._close_filter(clear=True)
 

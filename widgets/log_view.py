@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -34,6 +35,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Checkbox, Input, Static
 from textual.worker import get_current_worker
+
+from widgets.after_first_frame import AfterFirstFrame
 
 PAGE_MARGIN = 100  # lines read above and below the screen in one go
 TAIL_LINES = 400  # lines indexed before the first paint
@@ -295,15 +298,14 @@ class LogView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield LogLines(self, id="log-lines")
-        with Horizontal(id="log-search-bar"):
+        # Hidden until `/`: mounted after the first frame, which it would slow (~10 ms).
+        with AfterFirstFrame(Horizontal(id="log-search-bar")):
             yield Input(placeholder="search — enter: next, n / N in the log", id="log-search-input")
             yield Checkbox("regex", id="log-search-regex")
         yield Static("", id="log-status")
 
     def on_mount(self) -> None:
         self.lines = self.query_one(LogLines)
-        self.search_input = self.query_one("#log-search-input", Input)
-        self.regex_box = self.query_one("#log-search-regex", Checkbox)
         self.status = self.query_one("#log-status", Static)
         if self._pending_index is not None:
             self.open_index(self._pending_index)
@@ -506,7 +508,25 @@ class LogView(Vertical):
         self.set_class(following, "-following")
 
     # -- search ------------------------------------------------------------------------------------
+    @property
+    def search_input(self) -> Input:
+        return self.query_one("#log-search-input", Input)
+
+    @property
+    def regex_box(self) -> Checkbox:
+        return self.query_one("#log-search-regex", Checkbox)
+
+    def _search_bar_ready(self, then: Callable[[], object]) -> bool:
+        """Whether the search bar is mounted; it is not only in the instant just after start,
+        and then `then` runs once it is (a key pressed that early is not lost)."""
+        if self.query("#log-search-input"):
+            return True
+        self.call_after_refresh(then)
+        return False
+
     def action_open_search(self) -> None:
+        if not self._search_bar_ready(self.action_open_search):
+            return
         self.add_class("-searching")
         self.search_input.focus()
 
@@ -520,6 +540,8 @@ class LogView(Vertical):
             raise SkipAction()  # nothing of ours to close: let escape reach the app
 
     def action_toggle_regex(self) -> None:
+        if not self._search_bar_ready(self.action_toggle_regex):
+            return
         self.regex_box.value = not self.regex_box.value
 
     @on(Checkbox.Changed, "#log-search-regex")
@@ -536,6 +558,8 @@ class LogView(Vertical):
         """Find the next (or previous) line matching the search box, from the highlighted line
         (or the screen); smart case: a query with a capital letter matches case."""
         index = self.index
+        if not self._search_bar_ready(lambda: self.search(backward)):
+            return
         query = self.search_input.value
         if index is None or not query:
             if not query:
