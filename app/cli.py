@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from app import __version__
+from app import __version__, gc_pauses
 
 EXIT_USAGE = 2
 
@@ -74,19 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    gc_pauses.pause_for_startup()
     from app.project import find_project_root
-    from app.settings import SettingsError, load_settings
 
     project_root = find_project_root(args.project)
+    with _no_pydantic_plugin_scan():  # the settings' models are built on import
+        from app.settings import SettingsError, load_settings
     try:
         with _no_pydantic_plugin_scan():
             settings = load_settings(project_root, read_only=args.read_only, debug=args.debug)
     except SettingsError as err:
+        gc_pauses.end_startup_pause()
         print(f"runctl-tui: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command is not None:
+        gc_pauses.end_startup_pause()
 
     if args.command is None:
-        return run_dashboard(settings, project_root)
+        return run_dashboard(settings, project_root)  # it ends the pause after its first frame
     if args.command == "runs":
         return runs_command(settings, project_root, args.json)
     if args.command == "metrics":
@@ -132,6 +137,7 @@ def run_dashboard(settings, project_root: Path) -> int:
 
         app = RunctlApp(settings=settings, project_root=project_root)
     except StoreError as err:
+        gc_pauses.end_startup_pause()
         print(f"runctl-tui: {err}", file=sys.stderr)
         return EXIT_USAGE
     app.run()

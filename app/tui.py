@@ -233,6 +233,7 @@ class RunctlApp(
         local = self.service.local.list_instances()
         self._show_instances(local)
         self.instances_table.focus()
+        self.call_after_refresh(gc_pauses.end_startup_pause)  # paused by the command's start
         self.refresh_runs()
         # Hosts and clouds after the first frames: importing boto3 (~0.5 s of CPU) in a worker
         # would hold the GIL while the dashboard paints.

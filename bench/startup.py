@@ -51,6 +51,8 @@ def time_dashboard(home: str, project: str) -> float:
             project,
             "env",
             f"RUNCTL_HOME={home}",
+            # The app's first AWS refresh (0.5 s in) must not ask the EC2 metadata address.
+            "AWS_EC2_METADATA_DISABLED=true",
             str(BIN),
         ],
         check=True,
