@@ -129,6 +129,19 @@ def main() -> None:
         server.wait(timeout=10)
 
 
+def bare_describe(client) -> int:
+    """The bare paginated boto3 calls a refresh is compared with: instances listed."""
+    paginator = client.get_paginator("describe_instances")
+    instances = []
+    for page in paginator.paginate(
+        Filters=[{"Name": "tag:runctl:managed", "Values": ["true"]}],
+        PaginationConfig={"PageSize": 1000},
+    ):
+        for reservation in page["Reservations"]:
+            instances.extend(reservation["Instances"])
+    return len(instances)
+
+
 def measure() -> None:
     import boto3
     from botocore.config import Config
@@ -155,15 +168,7 @@ def measure() -> None:
     )
 
     def bare() -> int:
-        paginator = bare_client.get_paginator("describe_instances")
-        instances = []
-        for page in paginator.paginate(
-            Filters=[{"Name": "tag:runctl:managed", "Values": ["true"]}],
-            PaginationConfig={"PageSize": 1000},
-        ):
-            for reservation in page["Reservations"]:
-                instances.extend(reservation["Instances"])
-        return len(instances)
+        return bare_describe(bare_client)
 
     def full() -> int:
         rows = provider.list_instances()

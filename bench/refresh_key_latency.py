@@ -17,6 +17,9 @@ Side by side, alternating, in the same run:
   refresh   keys from the start of a refresh until its rows are in the Instances table, and
             TAIL_S more (the table measures and paints new rows on the next idle ticks)
   baseline  keys for as long as the preceding refresh took, with no refresh running
+  bare      the bare paginated boto3 DescribeInstances calls alone (bench/aws_refresh.py),
+            for the other figure of issue 6: a refresh end to end, rows in the table,
+            within 1.3x of them
 """
 
 from __future__ import annotations
@@ -95,7 +98,15 @@ async def measure() -> dict[str, list[float]]:
             await asyncio.sleep(0.005)
         return [done - sent for sent, done in zip(sender.sent, handled[first:], strict=True)]
 
-    figures: dict[str, list[float]] = {"refresh": [], "baseline": [], "duration": []}
+    import boto3
+    from botocore.config import Config
+
+    bare_client = boto3.client(
+        "ec2", region_name=aws_refresh.REGION, config=Config(retries={"mode": "standard"})
+    )
+    aws_refresh.bare_describe(bare_client)  # warm, as the app's start-up refresh warms it
+
+    figures: dict[str, list[float]] = {"refresh": [], "baseline": [], "duration": [], "bare": []}
     with temp_dir() as tmp:
         os.environ["RUNCTL_HOME"] = os.path.join(tmp, "home")
         project = Path(tmp) / "proj"
@@ -130,6 +141,10 @@ async def measure() -> dict[str, list[float]]:
                 idle_s = figures["duration"][-1] + TAIL_S if figures["duration"] else 1.5
                 figures["baseline"] += await keys_during(app, lambda s=idle_s: asyncio.sleep(s))
                 figures["refresh"] += await keys_during(app, one_refresh)
+                start = time.perf_counter()
+                listed = await asyncio.to_thread(aws_refresh.bare_describe, bare_client)
+                figures["bare"].append(time.perf_counter() - start)
+                assert listed == aws_refresh.COUNT
                 assert len(app.instances_table.rows) >= aws_refresh.COUNT
     return figures
 
@@ -160,6 +175,12 @@ def main() -> None:
     print(
         f"refreshes: {len(durations)}, start to rows in the table: median "
         f"{statistics.median(durations):.2f} s ({', '.join(f'{d:.2f}' for d in durations)})"
+    )
+    bare = statistics.median(figures["bare"])
+    ratio = statistics.median(durations) / bare
+    print(
+        f"bare paginated boto3 calls: median {bare:.2f} s; refresh to rows in the table / bare: "
+        f"{ratio:.2f}x (goal <= 1.3x)"
     )
     print(f"key press, no refresh (baseline): {describe(figures['baseline'])}")
     print(f"key press, refresh in flight:     {describe(figures['refresh'])}")
