@@ -859,6 +859,14 @@ class LogParser:
         self._pending_bytes = 0
         return self._parse_block(block, final=True)
 
+    def take_pending(self) -> bytes:
+        """The unterminated rest held back for the next feed, handed over and forgotten (a
+        caller that reads the next part of the log another way starts from it)."""
+        pending = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        return pending
+
     def _hold(self, data: bytes) -> None:
         room = MAX_RECORD_BYTES - self._pending_bytes
         if room > 0:

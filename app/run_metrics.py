@@ -19,9 +19,13 @@ class RunMetrics:
         self.tracker = ProgressTracker()
         self.points_seen = 0
 
-    def restart_parser(self) -> None:
-        """Forget a partly read line (the caller skipped ahead in the log); keep the progress."""
+    def take_partial_line(self) -> bytes:
+        """The start of a line the parser holds (its end has not come yet), as UTF-8, and a
+        fresh parser: the caller reads the log from there another way (a burst). The progress
+        is kept."""
+        partial = self.parser.take_pending()
         self.parser = LogParser(self.extra_patterns)
+        return partial
 
     def feed(self, text: str, now: float) -> list[MetricPoint]:
         points = self.parser.feed(text)

@@ -58,6 +58,7 @@ STARTUP_GRACE_S = 0.5
 REMOTE_REFRESH_S = 5.0  # run states of a remote host are re-read at most this often
 BURST_BYTES = 256 * 1024  # a batch bigger than this is a burst: see _digest
 PARSED_TAIL_BYTES = 64 * 1024
+BURST_CHART_EVERY_S = 0.5
 DESTRUCTIVE_ACTIONS = {
     "stop_run",
     "cleanup_checkpoints",
@@ -191,6 +192,8 @@ class RunctlApp(
         self._last_remote_refresh = 0.0
         self._last_progress_write = 0.0
         self._live_history = None  # losses that arrived while following
+        self._chart_drawn_at = 0.0  # time.monotonic() of the last chart update
+        self._chart_timer: Timer | None = None  # a chart update held back during a burst
         self._scanned_history = None  # losses of the log as it was when opened
         self.checkpoint_infos: list = []  # of the selected run, as last listed
 
@@ -494,7 +497,10 @@ class RunctlApp(
             if batch is not None:
                 # Merged here, on the UI thread: the chart reads the live history as it draws.
                 self._live_history.append_history(batch)
-                self._show_chart()
+                if len(chunk.data) > BURST_BYTES:
+                    self._show_chart_soon()
+                else:
+                    self._show_chart()
                 self._show_summary(run)
 
     def _transport_of(self, run: Run):
@@ -530,11 +536,13 @@ class RunctlApp(
             points = metrics.feed(decoder.decode(data), self.clock())
             history.add_points(points)
             return history if points else None
+        # A line the previous batch began is read whole: its start is taken back from the
+        # parser (and any bytes of a character the decoder holds).
+        held = decoder.getstate()[0]
         decoder.reset()
-        first = data.find(b"\n") + 1  # the rest of a line begun earlier is skipped
-        cut = data.rfind(b"\n", first, len(data) - PARSED_TAIL_BYTES) + 1 or first
-        history.add_block(data[first:cut])
-        metrics.restart_parser()
+        data = metrics.take_partial_line() + held + data
+        cut = data.rfind(b"\n", 0, max(0, len(data) - PARSED_TAIL_BYTES)) + 1
+        history.add_block(data[:cut])
         history.add_points(metrics.feed(decoder.decode(data[cut:]), self.clock()))
         return history
 
@@ -570,7 +578,21 @@ class RunctlApp(
             self._show_chart(fraction)
 
     def _show_chart(self, fraction: float | None = None) -> None:
+        if self._chart_timer is not None:
+            self._chart_timer.stop()
+            self._chart_timer = None
+        self._chart_drawn_at = time.monotonic()
         self.loss_chart.show(self._scanned_history, self._live_history, progress=fraction)
+
+    def _show_chart_soon(self) -> None:
+        """During a burst the chart is drawn at most every BURST_CHART_EVERY_S (and once after
+        the last batch): it is the costliest widget of a frame, and drawn for each of a burst's
+        ten batches a second it kept keys waiting (bench/burst.py)."""
+        wait = BURST_CHART_EVERY_S - (time.monotonic() - self._chart_drawn_at)
+        if wait <= 0:
+            self._show_chart()
+        elif self._chart_timer is None:
+            self._chart_timer = self.set_timer(wait, self._show_chart)
 
     def _show_summary(self, run: Run, force_store: bool = False) -> None:
         summary = self.run_metrics.summary(self.clock()) if self.run_metrics else None

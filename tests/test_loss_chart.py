@@ -222,3 +222,24 @@ async def test_live_points_continue_the_scanned_history() -> None:
         assert "1,010 records" in footer
         assert "1 nan/inf skipped" in footer
         assert "val loss" not in footer
+
+
+def test_a_block_is_scanned_in_slices_of_whole_lines_with_the_same_result(monkeypatch) -> None:
+    """add_block reads a big block a slice of whole lines at a time (a regex call holds the
+    GIL); slices cut nothing: the history is the one a single scan gives."""
+    import app.log_history as log_history
+
+    lines = [f"step {i} loss={(i % 89) / 10:.1f}" for i in range(3_000)]
+    for i in range(7, 3_000, 400):
+        lines[i] = f"epoch {i} val_loss={(i % 13) / 10:.1f} train_loss=0.5"
+    data = ("\n".join(lines) + "\n").encode()
+    whole = LossHistory()
+    whole.add_block(data)
+    monkeypatch.setattr(log_history, "BLOCK_SLICE_BYTES", 100)  # ~3 lines a slice
+    sliced = LossHistory()
+    sliced.add_block(memoryview(data))
+    assert sliced.train_records == whole.train_records == 3_000
+    assert sliced.train.sums == whole.train.sums
+    assert sliced.validation.points == whole.validation.points == 8
+    width = whole.train_records
+    assert sliced.validation.columns(width, width) == whole.validation.columns(width, width)
