@@ -7,11 +7,9 @@ refreshes are pushed an hour away; the benchmark starts each refresh itself with
 worker's DescribeInstances pages, prices and cost tracking, then the Instances and Costs panes
 filled on the main thread, and the frames after that paint the new rows.
 
-Keys are sent the way a terminal's keys arrive: from a thread of their own (the drivers read
-stdin in a thread and hand each key to the app's loop), one every ~20 ms, to a
-benchmark-only binding whose action records when it ran; latency = that time minus the moment
-the key was sent. (`Pilot.press` runs on the app's own loop, so it cannot send a key while the
-loop is busy: it would not see the stalls this figure is about.)
+Keys are sent the way a terminal's keys arrive, from a thread of their own, one every ~20 ms
+(bench/dashboard_fixture.py: KeySender), to a benchmark-only binding whose action records when
+it ran; latency = that time minus the moment the key was sent.
 
 Side by side, alternating, in the same run:
   refresh   keys from the start of a refresh until its rows are in the Instances table, and
@@ -27,37 +25,18 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import threading
 import time
 from pathlib import Path
 
 import aws_refresh  # the moto server and its 1,500 instances
-from textual import events
 from textual.binding import Binding
 
-from dashboard_fixture import temp_dir
+from dashboard_fixture import keys_during, temp_dir
 
 REFRESHES = 8
-KEY_GAP_S = 0.020
 TAIL_S = 0.3
 GOAL_MS = 50.0
 AN_HOUR = 3600
-
-
-class KeySender(threading.Thread):
-    """Presses `z` every KEY_GAP_S until stopped, like a terminal's input thread."""
-
-    def __init__(self, app) -> None:
-        super().__init__(daemon=True)
-        self.app = app
-        self.sent: list[float] = []
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            self.sent.append(time.perf_counter())
-            self.app._driver.send_message(events.Key("z", "z"))
-            self.stopped.wait(KEY_GAP_S)
 
 
 async def measure() -> dict[str, list[float]]:
@@ -80,23 +59,6 @@ async def measure() -> dict[str, list[float]]:
 
         def tables_settled(self) -> bool:
             return not (self.instances_table.applying or self.costs_pane.table.applying)
-
-    async def keys_during(app, until_done) -> list[float]:
-        """Latencies of the keys sent while `until_done()` runs."""
-        sender = KeySender(app)
-        first = len(handled)
-        sender.start()
-        try:
-            await until_done()
-        finally:
-            sender.stopped.set()
-            sender.join()
-        deadline = time.perf_counter() + 10
-        while len(handled) - first < len(sender.sent):
-            if time.perf_counter() > deadline:
-                raise RuntimeError("a key press was not handled within 10 s")
-            await asyncio.sleep(0.005)
-        return [done - sent for sent, done in zip(sender.sent, handled[first:], strict=True)]
 
     import boto3
     from botocore.config import Config
@@ -139,8 +101,10 @@ async def measure() -> dict[str, list[float]]:
 
             for _ in range(REFRESHES):
                 idle_s = figures["duration"][-1] + TAIL_S if figures["duration"] else 1.5
-                figures["baseline"] += await keys_during(app, lambda s=idle_s: asyncio.sleep(s))
-                figures["refresh"] += await keys_during(app, one_refresh)
+                figures["baseline"] += await keys_during(
+                    app, handled, lambda s=idle_s: asyncio.sleep(s)
+                )
+                figures["refresh"] += await keys_during(app, handled, one_refresh)
                 start = time.perf_counter()
                 listed = await asyncio.to_thread(aws_refresh.bare_describe, bare_client)
                 figures["bare"].append(time.perf_counter() - start)
