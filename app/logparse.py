@@ -27,7 +27,6 @@ No textual import: the parser runs headless (`runctl-tui metrics`, tests) and in
 
 from __future__ import annotations
 
-import gc
 import itertools
 import math
 import re
@@ -35,6 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import attrgetter, call, is_not, itemgetter
+
+from app import gc_pauses
 
 # -- the point --------------------------------------------------------------------------------
 
@@ -663,14 +664,8 @@ def _without_gc(function, *arguments):
     """The cyclic garbage collector is paused while points are made: they hold no cycles, yet
     the collector would scan them (and every other live object in the process) over and over
     as they pile up, which measured here as ~45% of the time."""
-    pause = gc.isenabled()
-    if pause:
-        gc.disable()
-    try:
+    with gc_pauses.paused():
         return function(*arguments)
-    finally:
-        if pause:
-            gc.enable()
 
 
 class PointBatch:
