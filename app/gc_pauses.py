@@ -58,7 +58,7 @@ def thaw() -> None:
 @contextmanager
 def paused() -> Iterator[None]:
     """The collector off for the block, as it was after. Pauses in other threads (the log
-    parser has its own) can only end it early, never leave it off."""
+    parser pauses it too) can only end it early, never leave it off."""
     pause = gc.isenabled()
     if pause:
         gc.disable()
