@@ -80,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     project_root = find_project_root(args.project)
     with _no_pydantic_plugin_scan():  # the settings' models are built on import
         from app.settings import SettingsError, load_settings
-    try:
-        with _no_pydantic_plugin_scan():
+
+        try:
             settings = load_settings(project_root, read_only=args.read_only, debug=args.debug)
-    except SettingsError as err:
-        gc_pauses.end_startup_pause()
-        print(f"runctl-tui: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        except SettingsError as err:
+            gc_pauses.end_startup_pause()
+            print(f"runctl-tui: {err}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command is not None:
         gc_pauses.end_startup_pause()
 
