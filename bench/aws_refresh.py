@@ -7,8 +7,8 @@ Measured side by side in the same run, alternating, median of 5 (after one warm-
             building the Instance rows + formatting the table's cells
 DescribeInstances calls per refresh are counted with a botocore `before-call` hook.
 Also: how late a 10 ms asyncio timer fires on the main thread while a refresh runs in a
-worker thread (a stand-in for key-press latency in the dashboard; the real figure needs the
-lead's Instances pane).
+worker thread (a stand-in; the dashboard's own key-press figure is
+bench/refresh_key_latency.py).
 
 Goals (issue 6): <= 2 DescribeInstances calls; provider within 1.3x of bare.
 """
