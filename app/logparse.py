@@ -240,19 +240,24 @@ class Plan:
         """The reference meaning of a plan (the compiled form must give the same point)."""
         point = MetricPoint(line, is_validation=self.is_validation, kind=self.kind)
         for item in self.fields:
-            if item.convert == "int":
-                setattr(point, item.target, int(raw[item.spans[0][0] : item.spans[0][1]]))
-                continue
-            values = [float(raw[start:end]) for start, end in item.spans]
-            value = _convert_special(item.convert, values)
+            value = field_value(item, raw)
             if item.target.startswith("m:"):
                 if value is not None:
                     point.metrics[item.target[2:]] = value
-            elif item.target in INT_TARGETS:
-                setattr(point, item.target, _int_or_none(value))
             else:
                 setattr(point, item.target, value)
         return point
+
+
+def field_value(item: Field, raw: bytes) -> float | int | None:
+    """The value of one field of a record, as the point holds it."""
+    if item.convert == "int":
+        return int(raw[item.spans[0][0] : item.spans[0][1]])
+    values = [float(raw[start:end]) for start, end in item.spans]
+    value = _convert_special(item.convert, values)
+    if item.target in INT_TARGETS:
+        return _int_or_none(value)
+    return value
 
 
 def _reader(item: Field | None):
@@ -814,6 +819,7 @@ class LogParser:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._plans: dict[bytes, Plan | _NoPlan] = {}
+        self._layouts = None  # logcolumns.Layouts, made by the first feed_columns
         # Work done, for tests that bound it by input size: bytes given to the full analysis,
         # and bytes of held-back partial records copied when their record completes.
         self.analysed_bytes = 0
@@ -827,14 +833,53 @@ class LogParser:
         return self.flush_batch().points()
 
     def feed_batch(self, text: str | bytes) -> PointBatch:
+        head = self._complete_records(text)
+        return PointBatch([], []) if head is None else self._parse_block(head, final=False)
+
+    def flush_batch(self) -> PointBatch:
+        rest = self._rest()
+        return PointBatch([], []) if rest is None else self._parse_block(rest, final=True)
+
+    def feed_columns(self, text: str | bytes):
+        """Every value of the complete records so far as `logcolumns.Columns` (numpy arrays):
+        the same values as `feed`, for whole files, without an object per record."""
+        from app import logcolumns
+
+        head = self._complete_records(text)
+        if head is None:
+            return logcolumns.Columns.empty()
+        if self.extra:
+            return logcolumns.Columns.of_points(self._parse_block(head, final=False).points())
+        return logcolumns.columns_of_block(self, head, final=False)
+
+    def flush_columns(self):
+        from app import logcolumns
+
+        rest = self._rest()
+        if rest is None:
+            return logcolumns.Columns.empty()
+        if self.extra:
+            return logcolumns.Columns.of_points(self._parse_block(rest, final=True).points())
+        return logcolumns.columns_of_block(self, rest, final=True)
+
+    def layouts(self):
+        """The layouts `feed_columns` reads records with (logcolumns), made on first use."""
+        if self._layouts is None:
+            from app.logcolumns import Layouts
+
+            self._layouts = Layouts()
+        return self._layouts
+
+    def _complete_records(self, text: str | bytes) -> bytes | None:
+        """The input up to its last separator, after what was held back; the rest is held."""
         # surrogatepass: any str encodes, even one holding lone surrogates.
         data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         if not data:
-            return PointBatch([], [])
+            return None
         cut = max(data.rfind(b"\n"), data.rfind(b"\r"), data.rfind(b"\x08"))
         if cut < 0:
             self._hold(data)
-            return PointBatch([], [])
+            return None
         head = data[: cut + 1]
         if self._pending:
             self.joined_bytes += self._pending_bytes
@@ -843,16 +888,16 @@ class LogParser:
             self._pending_bytes = 0
         if cut + 1 < len(data):
             self._hold(data[cut + 1 :])
-        return self._parse_block(head, final=False)
+        return head
 
-    def flush_batch(self) -> PointBatch:
+    def _rest(self) -> bytes | None:
         if not self._pending:
-            return PointBatch([], [])
+            return None
         block = b"".join(self._pending)
         self.joined_bytes += self._pending_bytes
         self._pending.clear()
         self._pending_bytes = 0
-        return self._parse_block(block, final=True)
+        return block
 
     def take_pending(self) -> bytes:
         """The unterminated rest held back for the next feed, handed over and forgotten (a
@@ -874,24 +919,10 @@ class LogParser:
         """`block` ends with a separator unless `final` (then it holds none: the rest of the
         file). Records are cut, shaped and numbered by whole-block C calls (translate, split,
         accumulate); a record of a known shape costs one dict lookup."""
-        first = self.lines_seen + 1
-        if b"\x08" in block:
-            # Keras erases its bar with a run of backspaces: one separator, not one per byte.
-            block = BACKSPACE_RUN.sub(b"\x08", block)
-        cut_within_lines = b"\r" in block or b"\x08" in block
-        if cut_within_lines:
-            raws = block.translate(SEPARATORS_TO_NEWLINE).split(b"\n")
-            shapes = block.translate(SHAPE_OF_RECORDS).split(b"\n")
-            self.lines_seen += block.count(b"\n")
-        else:
-            raws = block.split(b"\n")
-            shapes = block.translate(DIGITS_TO_ZERO).split(b"\n")
-            self.lines_seen += len(raws) - 1
+        block, shapes, first, cut_within_lines = self._shapes(block, final)
+        raws = (block.translate(SEPARATORS_TO_NEWLINE) if cut_within_lines else block).split(b"\n")
         if not final:
             raws.pop()  # empty: the block ends with a separator
-            shapes.pop()
-        if final and not block.endswith(b"\n"):
-            self.lines_seen += 1  # the last line, which no newline ends
         lines_block = block if cut_within_lines else None
         if self.extra:
             numbers = _line_numbers(first, lines_block)
@@ -905,6 +936,26 @@ class LogParser:
         except ValueError:
             pass
         return PointBatch(plans, raws, first, lines_block)
+
+    def _shapes(self, block: bytes, final: bool) -> tuple[bytes, list[bytes], int, bool]:
+        """The block as its records are cut from it, the shape of each record, the line of the
+        first, and whether records end within lines (`\\r`, backspaces). Counts the lines."""
+        first = self.lines_seen + 1
+        if b"\x08" in block:
+            # Keras erases its bar with a run of backspaces: one separator, not one per byte.
+            block = BACKSPACE_RUN.sub(b"\x08", block)
+        cut_within_lines = b"\r" in block or b"\x08" in block
+        if cut_within_lines:
+            shapes = block.translate(SHAPE_OF_RECORDS).split(b"\n")
+            self.lines_seen += block.count(b"\n")
+        else:
+            shapes = block.translate(DIGITS_TO_ZERO).split(b"\n")
+            self.lines_seen += len(shapes) - 1
+        if not final:
+            shapes.pop()  # empty: the block ends with a separator
+        if final and not block.endswith(b"\n"):
+            self.lines_seen += 1  # the last line, which no newline ends
+        return block, shapes, first, cut_within_lines
 
     def _points_with_extra(
         self, raws: list[bytes], shapes: list[bytes], numbers: Iterable[int]
