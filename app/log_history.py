@@ -11,8 +11,8 @@ validation loss is placed at the training record count when it appeared.
 chart fills in as it goes). By default it pulls only training and validation losses out of each
 block with two bytes regexes anchored on a literal ("oss", "al") that Python's regex engine finds
 fast, and converts them with `map(float, ...)`: about 2.1M lines/s on the 1 GB log's mix here.
-Given a parser, it reads the parser's batches instead (`feed_batch`, then only `losses()` of
-each, no point objects): exact, about 1.4M lines/s on that mix (1.1M on the parse bench's, where
+Given a parser, it parses every line instead (`feed_columns`, every value into arrays, and the
+losses taken from them): exact, about 1M lines/s on that mix (1.2M on the parse bench's, where
 every line is a metric line). The metrics strip (epoch, step, ETA) only needs the tail, which
 the app parses with the real parser. No textual import.
 """
@@ -430,16 +430,16 @@ def scan_loss_history(
 ) -> Iterator[HistoryProgress]:
     """Fill a `LossHistory` from the log between `start` and `end`, a block at a time; yields a
     snapshot at most every `report_every_s` (a redraw per block would cost the UI more than
-    the scan) and always at the end. With `parser` (a `LogParser`: `feed_batch(data)`,
-    `flush_batch()`) every line is parsed instead of the fast loss scan, and only the losses
-    are read from its batches."""
+    the scan) and always at the end. With `parser` (a `LogParser`: `feed_columns(data)`,
+    `flush_columns()`) every line is parsed instead of the fast loss scan, and the losses are
+    taken from its columns."""
     history = history or LossHistory()
     total = source.size() if end is None else end
     last_report = time.monotonic()
     scanned = start
     for block, scanned in iter_line_blocks(source, start, total, block_bytes, cancelled):
         if parser is not None:
-            history.add_losses(parser.feed_batch(bytes(block)).losses())
+            history.add_losses(parser.feed_columns(bytes(block)).losses())
         else:
             history.add_block(block)
         if time.monotonic() - last_report >= report_every_s and scanned < total:
@@ -448,7 +448,7 @@ def scan_loss_history(
     if cancelled():
         return
     if parser is not None:
-        history.add_losses(parser.flush_batch().losses())
+        history.add_losses(parser.flush_columns().losses())
     yield HistoryProgress(history.copy(), max(scanned, total), total)
 
 

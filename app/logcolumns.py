@@ -66,6 +66,7 @@ MAX_EXACT_MANTISSA = 1 << 53
 MAX_EXACT_POWER = 22  # 10**22 is the largest power of ten a double holds exactly
 POWERS_OF_TEN = np.array([10.0**k for k in range(MAX_EXACT_POWER + 1)])
 MAX_RUN_DIGITS = 8  # digits read at once from one 64-bit word
+MAX_LAYOUT_DIGITS = 40  # longer numbers are read by the plan (their powers of ten overflow)
 # Where long double has a 64-bit mantissa (x86), 17-digit numbers are read exactly without
 # `float()` (see _read_long); elsewhere they go through `float()`.
 READS_17_DIGITS = np.finfo(np.longdouble).nmant >= 63
@@ -230,7 +231,7 @@ def _slot_of(item: Field, raw: bytes, target: int) -> _Slot:
     if item.convert == "clock" or item.convert == "int":
         runs = []
         for index, (start, end) in enumerate(item.spans):
-            if not raw[start:end].isdigit():
+            if not raw[start:end].isdigit() or end - start > MAX_LAYOUT_DIGITS or index > 3:
                 slot.python = True
                 return slot
             runs.append((start, end - start, 60 ** (len(item.spans) - 1 - index)))
@@ -256,6 +257,9 @@ def _slot_of(item: Field, raw: bytes, target: int) -> _Slot:
         slot.python = True
         return slot
     whole, fraction = len(layout.group(1)), len(layout.group(2) or b"")
+    if whole + fraction > MAX_LAYOUT_DIGITS:
+        slot.python = True
+        return slot
     runs = []
     if whole:
         runs.append((start, whole, 10**fraction))

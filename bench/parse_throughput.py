@@ -3,8 +3,13 @@ which every line carries metrics, in the formats the parser knows, mixed; printe
 floor measured in the same run (splitting the same blocks into lines and iterating them with no
 parsing). Not a test; run it: `python bench/parse_throughput.py [LINES] [RUNS]`.
 
-Two ways the app uses the parser are measured, each checked against the values the generator
+Three ways of using the parser are measured, each checked against the values the generator
 printed (every training loss and validation loss, in order):
+
+- full parse into columns: `feed_columns` per block, every value of every record read into
+  numpy arrays (`logcolumns.Columns`: the same values as the point objects, which the tests
+  check bit for bit). The headline figure: a full parse, and what a whole file needs. Its
+  losses and, outside the timing, the count of values it read are checked here too.
 
 - loss-series extraction: `feed_batch` per block and `losses()` of each batch into a
   `LossHistory`, what `log_history.scan_loss_history` does when given a parser. Every record
@@ -28,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.log_history import LossHistory
+from app.logcolumns import POINT_FIELDS
 from app.logparse import LogParser
 
 BLOCK = 1 << 20
@@ -166,6 +172,29 @@ def extract(blocks: list[bytes]) -> tuple[float, LogParser, LossHistory, list[fl
     return elapsed, parser, history, train, validation
 
 
+def parse_columns(blocks: list[bytes]) -> tuple[float, LogParser, int, list, list, int]:
+    """`feed_columns` per block: every value of every record into arrays, timed; the losses
+    and the number of values read are taken out, outside the timing, to be checked."""
+    parser = LogParser()
+    count = values = 0
+    train: list[float] = []
+    validation: list[float] = []
+    elapsed = 0.0
+    for block in [*blocks, None]:
+        start = time.perf_counter()
+        columns = parser.feed_columns(block) if block is not None else parser.flush_columns()
+        elapsed += time.perf_counter() - start
+        count += len(columns)
+        values += sum(
+            int(column.present.sum())
+            for column in (*columns.fields.values(), *columns.metrics.values())
+        )
+        series = columns.losses()
+        train += series.train
+        validation += series.validation
+    return elapsed, parser, count, train, validation, values
+
+
 def parse(blocks: list[bytes], as_text: bool) -> tuple[float, LogParser, int, list, list]:
     """`feed` per block: a `MetricPoint` per record, every value converted, timed; their losses
     are taken out, outside the timing, to be checked (and the points let go, as a consumer
@@ -186,6 +215,19 @@ def parse(blocks: list[bytes], as_text: bool) -> tuple[float, LogParser, int, li
         train += [p.loss for p in points if p.loss is not None and not p.is_validation]
         validation += [p.val_loss for p in points if p.val_loss is not None]
     return elapsed, parser, count, train, validation
+
+
+def expected_values(data: bytes) -> int:
+    """How many values the point objects of this log hold (the same parse, untimed)."""
+    parser = LogParser()
+    total = 0
+    for block in [*blocks_of(data), None]:
+        points = parser.feed(block) if block is not None else parser.flush()
+        total += sum(
+            len(point.metrics) + sum(getattr(point, name) is not None for name in POINT_FIELDS)
+            for point in points
+        )
+    return total
 
 
 def best_of(runs: int, measure):
@@ -219,6 +261,16 @@ def main() -> None:
     floor_s, counted = best_of(runs, lambda: floor(blocks))
     print(
         f"{'floor (split + iterate, no parsing)':<40}: {counted / floor_s:>12,.0f} lines/s  ({floor_s:.2f} s)"
+    )
+
+    seconds, parser, count, train, validation, values = best_of(runs, lambda: parse_columns(blocks))
+    check("columns", train, validation, expected)
+    want_values = expected_values(data)
+    if count != lines or values != want_values:
+        sys.exit(f"columns: {count:,} points, {values:,} values; want {lines:,}, {want_values:,}")
+    print(
+        f"{'FULL PARSE, columns (feed_columns)':<40}: {parser.lines_seen / seconds:>12,.0f} lines/s  "
+        f"({seconds:.2f} s, {count:,} points, {values:,} values)"
     )
 
     seconds, parser, history, train, validation = best_of(runs, lambda: extract(blocks))
