@@ -11,14 +11,15 @@ alike (as many digits before and after the point, an exponent or not, the same s
 shape's plan, applied once to a record of that shape, gives a *layout*: for each value, the
 offsets and lengths of its digit runs and how they combine. For a whole block, the start of
 every record comes from the lengths of the shapes, the start of every digit run from the
-record's start plus its layout offset, and all runs are read at once by array arithmetic
-(Horner's rule, one digit position at a time over every run that long).
+record's start plus its layout offset, and all runs (up to 8 digits each) are read at once by
+array arithmetic on 64-bit words (SWAR).
 
 A number is its digits as an integer M, times ten to a power E. `M / 10**-E` (or `M * 10**E`) is
 the very double `float(text)` gives when M < 2**53 and |E| <= 22: both operands are then exact,
-and IEEE division and multiplication round once. The few others (17-digit reprs, huge
-exponents) and values no layout describes are read by the plan itself, with `float()`. Tests
-check that the columns hold exactly the points' values.
+and IEEE division and multiplication round once. 17-digit reprs (M up to 2**62) go through x86's
+64-bit long double mantissa (see `_read_long`); the few others (huge exponents, 40+ digits) and
+values no layout describes are read with `float()` or by the plan itself. Tests check that the
+columns hold exactly the points' values.
 
 No textual import. numpy is imported by this module only, which the parser imports on first use.
 """
@@ -209,8 +210,8 @@ def _concat_named(parts: list[dict[str, Column]], sizes: list[int]) -> dict[str,
 
 @dataclass(slots=True)
 class _Slot:
-    """How one value of a shape is read: the integer of up to three digit runs (offset, length,
-    multiplier), times ten to the power of an exponent run (offset, length, sign) plus `scale`;
+    """How one value of a shape is read: the sum of its digit runs (offset, length, multiplier),
+    times ten to the power of an exponent run (offset, length, sign) plus `scale`;
     or a constant (nan, inf); or, when `python`, by the plan's own `field_value`."""
 
     target: int
