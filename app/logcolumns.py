@@ -40,6 +40,7 @@ from app.logparse import (
     NEWLINE_AS_ONE,
     NO_PLAN,
     NOT_A_SEPARATOR,
+    POINT_FIELDS,
     TRAIN_LOSS_NAMES,
     VAL_LOSS_NAMES,
     Field,
@@ -52,15 +53,8 @@ from app.logparse import (
 KINDS = ("text", "bar", "validation-bar", "keras", "dict", "json", "summary", "table", "extra")
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 # The MetricPoint fields that hold numbers; every other value is a metric.
-POINT_FIELDS = (
-    "epoch",
-    "total_epochs",
-    "step",
-    "total_steps",
-    "loss",
-    "elapsed_s",
-    "remaining_s",
-    "rate",
+NUMBER_FIELDS = tuple(
+    name for name in POINT_FIELDS if name not in ("metrics", "is_validation", "kind")
 )
 
 MAX_EXACT_MANTISSA = 1 << 53
@@ -113,7 +107,7 @@ class Columns:
             np.array([point.is_validation for point in points], dtype=bool),
         )
         for index, point in enumerate(points):
-            for name in POINT_FIELDS:
+            for name in NUMBER_FIELDS:
                 value = getattr(point, name)
                 if value is not None:
                     _set(columns.fields, name, count, index, value)
@@ -214,8 +208,6 @@ class _Slot:
     times ten to the power of an exponent run (offset, length, sign) plus `scale`;
     or a constant (nan, inf); or, when `python`, by the plan's own `field_value`."""
 
-    target: int
-    item: Field
     runs: tuple[tuple[int, int, int], ...] = ()
     exponent: tuple[int, int, int] = (0, 0, 1)
     scale: int = 0
@@ -227,8 +219,8 @@ class _Slot:
     python: bool = False
 
 
-def _slot_of(item: Field, raw: bytes, target: int) -> _Slot:
-    slot = _Slot(target, item, whole=item.target in INT_TARGETS)
+def _slot_of(item: Field, raw: bytes) -> _Slot:
+    slot = _Slot(whole=item.target in INT_TARGETS)
     if item.convert == "clock" or item.convert == "int":
         runs = []
         for index, (start, end) in enumerate(item.spans):
@@ -414,7 +406,7 @@ class Layouts:
         assert isinstance(plan, Plan)
         for index, item in enumerate(plan.fields):
             target = self._target(item.target)
-            slot = _slot_of(item, raw, target)
+            slot = _slot_of(item, raw)
             self.slots.append(
                 target=target,
                 # The value's text, for `float()` when its digits are too many (a clock is

@@ -845,24 +845,19 @@ class LogParser:
     def feed_columns(self, text: str | bytes):
         """Every value of the complete records so far as `logcolumns.Columns` (numpy arrays):
         the same values as `feed`, for whole files, without an object per record."""
-        from app import logcolumns
-
-        head = self._complete_records(text)
-        if head is None:
-            return logcolumns.Columns.empty()
-        if self.extra:
-            return logcolumns.Columns.of_points(self._parse_block(head, final=False).points())
-        return logcolumns.columns_of_block(self, head, final=False)
+        return self._columns(self._complete_records(text), final=False)
 
     def flush_columns(self):
+        return self._columns(self._rest(), final=True)
+
+    def _columns(self, block: bytes | None, final: bool):
         from app import logcolumns
 
-        rest = self._rest()
-        if rest is None:
+        if block is None:
             return logcolumns.Columns.empty()
-        if self.extra:
-            return logcolumns.Columns.of_points(self._parse_block(rest, final=True).points())
-        return logcolumns.columns_of_block(self, rest, final=True)
+        if self.extra:  # extra patterns run per record: the points, as columns
+            return logcolumns.Columns.of_points(self._parse_block(block, final).points())
+        return logcolumns.columns_of_block(self, block, final)
 
     def layouts(self):
         """The layouts `feed_columns` reads records with (logcolumns), made on first use."""

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.log_history import LossHistory
-from app.logcolumns import POINT_FIELDS
+from app.logcolumns import NUMBER_FIELDS
 from app.logparse import LogParser
 
 BLOCK = 1 << 20
@@ -224,7 +224,7 @@ def expected_values(data: bytes) -> int:
     for block in [*blocks_of(data), None]:
         points = parser.feed(block) if block is not None else parser.flush()
         total += sum(
-            len(point.metrics) + sum(getattr(point, name) is not None for name in POINT_FIELDS)
+            len(point.metrics) + sum(getattr(point, name) is not None for name in NUMBER_FIELDS)
             for point in points
         )
     return total
