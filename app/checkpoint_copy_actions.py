@@ -209,7 +209,7 @@ class CheckpointCopyActions:
             return
         best = pick_best(infos)
         every = frozenset(info.path for info in infos)
-        self.post_message(CheckpointsListed(run.id, infos, best.path if best else None, every))
+        self.post_listing(CheckpointsListed(run.id, infos, best.path if best else None, every))
 
     # -- w in the S3 view: download --------------------------------------------------------------
     @work(thread=True, group="s3-copy", exit_on_error=False, description="Downloading from S3")

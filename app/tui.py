@@ -370,6 +370,7 @@ class RunctlApp(
         if event.instance_key != self.selected_instance_key:
             return
         table = self.runs_table
+        selected_before = table.runs.get(self.selected_run_id) if self.selected_run_id else None
         table.show_runs(event.runs, now=self.clock())
         self._announce_early_failures(event.runs)
         self._announce_stale_checkpoints(event.runs)
@@ -380,6 +381,8 @@ class RunctlApp(
             run = table.runs.get(self.selected_run_id)
             if run is not None:
                 self._update_log_title(run)
+                if selected_before is not None and selected_before.active and not run.active:
+                    self.list_checkpoints(run)  # the run has ended: its list is final now
 
     def _announce_early_failures(self, runs: list[Run]) -> None:
         for run in runs:
@@ -656,7 +659,13 @@ class RunctlApp(
             if run.last_checkpoint_at != newest:
                 self.service.record_progress(run.id, last_checkpoint_at=newest)
         in_s3 = self.s3_marks(run, infos)
-        self.post_message(CheckpointsListed(run.id, infos, best.path if best else None, in_s3))
+        self.post_listing(CheckpointsListed(run.id, infos, best.path if best else None, in_s3))
+
+    def post_listing(self, listed: CheckpointsListed) -> None:
+        """From a listing worker, unless a newer listing has started since: listings overlap
+        (a burst of new files), and an older one that finishes last must not win."""
+        if not get_current_worker().is_cancelled:
+            self.post_message(listed)
 
     @work(
         exclusive=True,
@@ -677,8 +686,15 @@ class RunctlApp(
 
         directory = Path(run.checkpoint_dir)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        async for _changes in awatch(directory, debounce=300, step=50):
-            self.list_checkpoints(run)
+        # Files written between the first listing and the watcher's start send no event: the
+        # first quiet period (an empty set, the watcher surely running) lists once more.
+        listed_after_start = False
+        async for changes in awatch(
+            directory, debounce=300, step=50, yield_on_timeout=True, rust_timeout=1000
+        ):
+            if changes or not listed_after_start:
+                listed_after_start = True
+                self.list_checkpoints(run)
 
     def _checkpoint_source(self, run: Run):
         """One source per host for the app's life: its metadata cache makes a re-listing of an

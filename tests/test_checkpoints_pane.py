@@ -179,3 +179,71 @@ async def test_a_running_run_without_a_recent_checkpoint_is_flagged(project: Pat
             assert run.id in notes[0].message and "5 minutes" in notes[0].message
     finally:
         make_service(project).stop(run, grace_s=5)
+
+
+async def test_an_older_listing_that_finishes_last_does_not_replace_a_newer_one(
+    project: Path, monkeypatch
+) -> None:
+    """Listings overlap when files arrive in a burst; the pane keeps the newest one's result."""
+    import threading
+
+    import app.checkpoints as checkpoints
+
+    app = make_app(project)
+    run = finished_run(app, project, "20261101-100000-dddddd")
+    directory = Path(run.checkpoint_dir)
+    for epoch, loss in ((1, 0.61), (2, 0.42), (3, 0.47)):
+        write_example_checkpoint(directory, epoch, loss, time.time() - 500 + epoch, total_steps=10)
+    real_list = checkpoints.list_checkpoints
+    first_call, release_first, first_returned = (threading.Event() for _ in range(3))
+
+    def list_slowly_the_first_time(*args, **kwargs):
+        infos = real_list(*args, **kwargs)
+        if not first_call.is_set():
+            first_call.set()
+            release_first.wait(30)
+            first_returned.set()
+            return infos[:1]  # what the directory held when this listing read it
+        return infos
+
+    monkeypatch.setattr(checkpoints, "list_checkpoints", list_slowly_the_first_time)
+    async with app.run_test(size=(120, 36)) as pilot:
+        table = app.checkpoints_table
+        await until(pilot, first_call.is_set)  # selecting the run started the first listing
+        app.list_checkpoints(run)  # a newer one, as a new file's event would
+        await until(pilot, lambda: table.row_count == 3)
+        release_first.set()
+        await until(pilot, first_returned.is_set)
+        await pilot.pause(0.3)  # time for its result to arrive, were it posted
+        assert table.row_count == 3
+
+
+async def test_when_a_run_ends_its_checkpoints_are_listed_again(project: Path, monkeypatch) -> None:
+    """The final list must not depend on a file event having been seen: listings made while
+    the run was running see nothing here, yet the ended run shows its three checkpoints."""
+    import app.checkpoints as checkpoints
+
+    real_list = checkpoints.list_checkpoints
+    app = make_app(project)
+
+    def list_only_once_the_table_shows_it_ended(directory, *args, **kwargs):
+        run = next(iter(app.runs_table.runs.values()), None)
+        if run is None or run.active:
+            return []
+        return real_list(directory, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "list_checkpoints", list_only_once_the_table_shows_it_ended)
+    async with app.run_test(size=(120, 36)) as pilot:
+        local = app.service.local.list_instances()[0]
+        app.service.launch(
+            app.service.plan(
+                "training/train.py",
+                ["--epochs", "3", "--steps-per-epoch", "5", "--step-delay", "0"],
+                local,
+            )
+        )
+        app.refresh_runs()
+        table = app.checkpoints_table
+        run = await until(pilot, lambda: next(iter(app.runs_table.runs.values()), None))
+        await until(pilot, lambda: not app.runs_table.runs[run.id].active, timeout=60)
+        await until(pilot, lambda: table.row_count == 3)
