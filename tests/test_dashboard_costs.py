@@ -73,7 +73,14 @@ async def test_the_pane_shows_burn_today_month_the_catalog_date_and_cost_explore
     )
     app = make_app(project, clock, f'idle_auto_stop = ["{instance_id}"]\n')
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: "Cost Explorer: today" in summary_text(app), timeout=60)
+        await until(
+            pilot,
+            lambda: (
+                "Cost Explorer: today" in summary_text(app)
+                and f"aws:{instance_id}" in app.instances
+            ),
+            timeout=60,
+        )
         rate = 1.006
         today_usd = rate * (clock.now - max(launched, start_of_day(clock.now))) / HOUR
         month_usd = rate * (clock.now - max(launched, start_of_month(clock.now))) / HOUR
@@ -101,7 +108,12 @@ async def test_an_uptime_warning_is_a_banner_and_one_notification(
     app = make_app(project, clock)
     app.store.add_run(run_on(instance_id, launched + 60, None, "running", RUN_ID))  # not idle
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: app.cost_report is not None, timeout=60)
+        # The report is posted just before the instance rows, from the same worker: both.
+        await until(
+            pilot,
+            lambda: app.cost_report is not None and f"aws:{instance_id}" in app.instances,
+            timeout=60,
+        )
         assert app.cost_banner.has_class("-visible")
         banner = str(app.cost_banner.render())
         assert "trainer: running for 25 h 00 min (over 24 h)" in banner

@@ -187,5 +187,9 @@ async def test_the_dashboard_refreshes_prices_and_prices_instances_with_them(
             return str(app.costs_pane.table.get_row(key)[1])
 
         await pilot.press("g")
-        await until(pilot, lambda: rate_shown() == "$1.50/h", 60)
-        assert app.instances[key].price_per_hour == 1.5
+        # The Costs pane's report is posted just before the instance rows: wait for both.
+        await until(
+            pilot,
+            lambda: rate_shown() == "$1.50/h" and app.instances[key].price_per_hour == 1.5,
+            60,
+        )
