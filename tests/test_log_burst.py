@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from app.store import Run
 from app.tui import BURST_BYTES
+from tests.test_checkpoints_pane import finished_run
 from tests.test_dashboard_pilot import make_app, until
 
 LINES = 30_000
@@ -23,32 +23,13 @@ def burst(lines: int) -> bytes:
 
 async def test_a_burst_reaches_the_view_the_chart_and_the_strip(project: Path) -> None:
     app = make_app(project)
-    local = app.service.local.list_instances()[0]
-    run_dir = app.settings.runs_root / "20261124-000000-burst0"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    log = run_dir / "output.log"
-    log.write_bytes(b"")
-    (run_dir / "exit_code").write_text("0\n")
-    app.store.add_run(
-        Run(
-            id=run_dir.name,
-            host=local.id,
-            provider="local",
-            instance_id=local.id,
-            project_root=str(project),
-            script="train.py",
-            args=[],
-            started_at=time.time(),
-            status="finished",
-            exit_code=0,
-            run_dir=str(run_dir),
-            checkpoint_dir=str(run_dir / "checkpoints"),
-        )
-    )
+    run = finished_run(app, project, "20261124-000000-burst0")
+    log = Path(run.log_path)
+    log.write_bytes(b"")  # the burst is all it will hold
     data = burst(LINES)
     assert len(data) > 4 * BURST_BYTES
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: app.selected_run_id == run_dir.name)
+        await until(pilot, lambda: app.selected_run_id == run.id)
         await pilot.pause(0.3)
         # Two bursts, the first cut in the middle of a line: the line is read whole.
         middle = data.index(b"loss=", len(data) // 2) + 3
