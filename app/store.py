@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 2
+# How long a write waits for another process's write to finish before it fails.
+_BUSY_TIMEOUT_S = 10.0
 
 ACTIVE_STATUSES = ("starting", "running", "stopping")
 # interrupted: stopped because EC2 reclaimed its spot instance (app/spot_interruptions.py)
@@ -163,6 +165,21 @@ def _execute_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
+def _switch_to_wal(db: sqlite3.Connection, deadline: float) -> None:
+    # SQLite does not call the busy handler for a journal-mode change: while another process
+    # opens the same new file, the switch fails at once with "database is locked". Retry it.
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -176,10 +193,9 @@ class RunStore:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(
-                str(path), timeout=10.0, isolation_level=None, check_same_thread=False
+                str(path), timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA busy_timeout = 10000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(self._db, deadline=time.monotonic() + _BUSY_TIMEOUT_S)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as err:

@@ -131,3 +131,40 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert len(runs) == 600
     assert all(r.status == "finished" and r.exit_code == 0 for r in runs)
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_processes_opening_a_new_store_at_the_same_moment_all_open_it(tmp_path: Path) -> None:
+    # SQLite fails a switch to WAL at once, without waiting, while another process is creating
+    # the same file. Four openers meet at a barrier before each of 120 new files, so they collide.
+    opener = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        sys.path.insert(0, sys.argv[2])
+        from app.store import RunStore
+        folder, me = Path(sys.argv[1]), sys.argv[3]
+        for n in range(120):
+            (folder / f"ready{n}-{me}").touch()
+            while len(list(folder.glob(f"ready{n}-*"))) < 4:
+                if (folder / "failed").exists():  # an opener that failed never arrives
+                    sys.exit(1)
+                time.sleep(0.0005)
+            try:
+                RunStore(folder / f"store{n}.db").close()
+            except BaseException:
+                (folder / "failed").touch()
+                raise
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", opener, str(tmp_path), str(REPO), str(me)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for me in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    for n in range(120):
+        assert RunStore(tmp_path / f"store{n}.db").schema_version == SCHEMA_VERSION
