@@ -129,6 +129,24 @@ async def test_preflight_blocks_a_script_that_does_not_compile(project: Path) ->
         assert app.store.runs() == []
 
 
+async def test_launch_dialog_opens_on_the_field_to_fill_in(project: Path) -> None:
+    app = make_app(project)  # runctl.toml names no script, and none was used before
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("t")
+        screen = await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen)
+        assert screen.focused.id == "script"
+
+    (project / "runctl.toml").write_text(
+        '[train]\nstop_grace_s = 5\ndefault_script = "training/train.py"\n'
+    )
+    app = make_app(project)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("t", *"--epochs 2")  # typed the moment the dialog shows
+        screen = await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen)
+        assert screen.query_one("#script").value == "training/train.py"
+        assert screen.query_one("#args").value == "--epochs 2"
+
+
 async def test_dry_run_shows_argv_environment_and_run_dir_without_starting(project: Path) -> None:
     app = make_app(project)
     async with app.run_test(size=(120, 36)) as pilot:

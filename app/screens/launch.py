@@ -91,6 +91,10 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.parent_run_id = parent_run_id
         self.parent_checkpoint = parent_checkpoint
         self.install_deps = install_deps
+        # The field a user most likely edits: the script when none is known yet, else the
+        # arguments (shift+tab reaches the script). Focused as the screen is composed, so a key
+        # typed the moment the dialog shows already lands there.
+        self.AUTO_FOCUS = "#args" if script else "#script"
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -120,7 +124,6 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#script", Input).focus()
         self.load_suggestions()
 
     @work(
