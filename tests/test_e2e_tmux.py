@@ -42,17 +42,20 @@ class TmuxSession:
             str(BIN),
         )
 
-    def _tmux(self, *args: str) -> str:
+    def _tmux(self, *args: str, check: bool = False) -> str:
         done = subprocess.run(
             ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30
         )
+        if check and done.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
     def keys(self, *keys: str) -> None:
-        self._tmux("send-keys", "-t", self.name, *keys)
+        self._tmux("send-keys", "-t", self.name, *keys, check=True)
 
     def type(self, text: str) -> None:
-        self._tmux("send-keys", "-t", self.name, "-l", text)
+        # `--`: text such as "--epochs 50" is typed, not read by tmux as its own flag.
+        self._tmux("send-keys", "-t", self.name, "-l", "--", text, check=True)
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", self.name)
@@ -71,10 +74,10 @@ class TmuxSession:
         raise AssertionError(f"screen never showed {what!r}; last screen:\n{self.screen()}")
 
     def start_training(self, args: str) -> None:
-        """t, then the arguments (the script is prefilled from runctl.toml), then enter."""
+        """t, then the arguments (the script is prefilled from runctl.toml, so the dialog opens
+        on the arguments), then enter."""
         self.keys("t")
         self.wait_for("Start training")
-        self.keys("Tab")
         self.type(args)
         self.keys("Enter")
 
@@ -128,6 +131,13 @@ def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) 
     wait_until(lambda: not tmux_app.alive(), timeout=15)  # runctl-tui quits on q
 
 
+def _last_logged_step(screen: str) -> int | None:
+    """The step of the example training's last log line on screen (the log pane follows the
+    tail, so its first lines have scrolled away on a slow machine)."""
+    steps = re.findall(r"Epoch \d+/50 step (\d+)/\d+ loss=0\.\d{4}", screen)
+    return int(steps[-1]) if steps else None
+
+
 def test_killed_dashboard_loses_nothing_and_reopens_on_the_running_run(
     tmux_app: TmuxSession, project: Path, isolated_home: Path
 ) -> None:
@@ -140,9 +150,11 @@ def test_killed_dashboard_loses_nothing_and_reopens_on_the_running_run(
 
     reopened = TmuxSession(project, dashboard_env(isolated_home))
     try:
-        screen = reopened.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
+        screen = reopened.wait_for(lambda s: _last_logged_step(s) is not None)
         assert "running" in screen
-        assert "Training logistic regression" in screen or "Epoch 1/50" in screen
+        # The reopened log pane follows the same run live: a later step arrives.
+        first_step = _last_logged_step(screen)
+        reopened.wait_for(lambda s: (_last_logged_step(s) or 0) > first_step)
         reopened.keys("s")
         reopened.wait_for("Sends SIGTERM")
         reopened.keys("y")
