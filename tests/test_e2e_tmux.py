@@ -111,11 +111,19 @@ def dashboard_env(isolated_home: Path) -> dict[str, str]:
     }
 
 
+def _last_logged_step(screen: str) -> int | None:
+    """The step of the example training's last log line on screen (the log pane follows the
+    tail, so its first lines have scrolled away on a slow machine)."""
+    steps = re.findall(r"Epoch \d+/50 step (\d+)/\d+ loss=0\.\d{4}", screen)
+    return int(steps[-1]) if steps else None
+
+
 def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) -> None:
     tmux_app.wait_for("Instances")
     tmux_app.wait_for("this machine")
     tmux_app.start_training("--step-delay 0.03 --epochs 50")
-    screen = tmux_app.wait_for(lambda s: re.search(r"loss=0\.\d{4}", s) is not None)
+    # Its log lines say /50: the typed arguments reached the training.
+    screen = tmux_app.wait_for(lambda s: _last_logged_step(s) is not None)
     assert "running" in screen
     tmux_app.wait_for(lambda s: re.search(r"loss 0\.\d+", s) is not None)  # the metrics strip
 
@@ -129,13 +137,6 @@ def test_train_see_loss_stop_and_quit_in_a_real_terminal(tmux_app: TmuxSession) 
 
     tmux_app.keys("q")
     wait_until(lambda: not tmux_app.alive(), timeout=15)  # runctl-tui quits on q
-
-
-def _last_logged_step(screen: str) -> int | None:
-    """The step of the example training's last log line on screen (the log pane follows the
-    tail, so its first lines have scrolled away on a slow machine)."""
-    steps = re.findall(r"Epoch \d+/50 step (\d+)/\d+ loss=0\.\d{4}", screen)
-    return int(steps[-1]) if steps else None
 
 
 def test_killed_dashboard_loses_nothing_and_reopens_on_the_running_run(
