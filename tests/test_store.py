@@ -164,7 +164,11 @@ def test_processes_opening_a_new_store_at_the_same_moment_all_open_it(tmp_path: 
         )
         for me in range(4)
     ]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
+    try:
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:  # none left waiting at a barrier after a failure here
+            p.kill()
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     for n in range(120):
         assert RunStore(tmp_path / f"store{n}.db").schema_version == SCHEMA_VERSION
