@@ -46,6 +46,10 @@ class ConfirmModal(ModalScreen[bool]):
     }
     """
 
+    # Cancel has the focus from the moment the dialog is composed, before it can be drawn:
+    # `focus()` in on_mount is deferred, and until it ran the body's scroll area had it.
+    AUTO_FOCUS = "#cancel"
+
     BINDINGS = [
         Binding("y", "confirm_key", "Yes", id="confirm.yes"),
         Binding("n", "cancel_key", "No", id="confirm.no"),
@@ -81,9 +85,6 @@ class ConfirmModal(ModalScreen[bool]):
                     label, variant="error", id="confirm", disabled=bool(self.require_typing)
                 )
                 yield Button("Cancel (n)", variant="primary", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
 
     @on(Input.Changed, "#confirm-typed")
     def typed(self, event: Input.Changed) -> None:

@@ -108,6 +108,8 @@ class Ec2LaunchDialog(ModalScreen[Ec2Launch | None]):
     Ec2LaunchDialog #ec2-buttons Button { margin-left: 2; }
     """
 
+    AUTO_FOCUS = "#ec2-types"  # set as the dialog is composed (`focus()` in on_mount is deferred)
+
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="ec2_launch.cancel"),
         # As in the run-launch dialog: not ctrl+d, which the inputs take.
@@ -209,7 +211,6 @@ class Ec2LaunchDialog(ModalScreen[Ec2Launch | None]):
 
     def on_mount(self) -> None:
         self.query_one("#spot-max", Input).disabled = not self.defaults.spot
-        self.query_one("#ec2-types", OptionList).focus()
         self._show_options()
         self._summarize()
         self.fetch_types(self.aws_region)
